@@ -1,0 +1,246 @@
+package tokens
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits on what callers may send.
+const (
+	MaxIDParamBytes   = 256 // user_id and org_id
+	MaxIdempotencyKey = 255 // Idempotency-Key header
+	DefaultListLimit  = 10  // list page size when none is given
+	MaxListLimit      = 500 // largest list page
+	IdempotencyWindow = 24 * time.Hour
+)
+
+// UserDirectory answers whether a user exists. The service asks it, when one
+// is configured, before issuing a ticket.
+type UserDirectory interface {
+	// UserExists returns false for a user the directory does not know, and an
+	// error when it could not tell.
+	UserExists(ctx context.Context, userID string) (bool, error)
+}
+
+// Config configures a Service.
+type Config struct {
+	Store            Store
+	Ticketer         *Ticketer
+	Users            UserDirectory // optional
+	DefaultExpiresIn time.Duration
+	MaxExpiresIn     time.Duration
+	Now              func() time.Time // defaults to time.Now
+}
+
+// Service carries out the verbs on sign-in tokens.
+type Service struct {
+	store      Store
+	tickets    *Ticketer
+	users      UserDirectory
+	defaultTTL time.Duration
+	maxTTL     time.Duration
+	clock      func() time.Time
+}
+
+// NewService returns a Service for cfg.
+func NewService(cfg Config) *Service {
+	s := &Service{store: cfg.Store, tickets: cfg.Ticketer, users: cfg.Users,
+		defaultTTL: cfg.DefaultExpiresIn, maxTTL: cfg.MaxExpiresIn, clock: cfg.Now}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	return s
+}
+
+// now is the service's clock at the millisecond resolution the API exposes.
+func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Millisecond) }
+
+// CreateParams are the inputs of Create.
+type CreateParams struct {
+	UserID           string
+	OrgID            string
+	ExpiresInSeconds *int64 // nil means the configured default
+	IdempotencyKey   string // optional; a retried create with the same key returns the same token
+}
+
+// Created is a new token with its ticket; the ticket is never shown again.
+type Created struct {
+	Token  Token
+	Ticket string
+}
+
+// Create issues a new pending token and its ticket.
+func (s *Service) Create(ctx context.Context, p CreateParams) (Created, error) {
+	if err := s.validateCreate(p); err != nil {
+		return Created{}, err
+	}
+	if s.users != nil {
+		ok, err := s.users.UserExists(ctx, p.UserID)
+		if err != nil {
+			return Created{}, fmt.Errorf("%w: %v", ErrUserLookupFailed, err)
+		}
+		if !ok {
+			return Created{}, ErrUserNotFound
+		}
+	}
+	ttl := s.defaultTTL
+	if p.ExpiresInSeconds != nil {
+		ttl = time.Duration(*p.ExpiresInSeconds) * time.Second
+	}
+	now := s.now()
+	tok := Token{ID: NewID(), UserID: p.UserID, OrgID: p.OrgID, Status: StatusPending,
+		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(ttl)}
+	ticket, err := s.tickets.Sign(tok)
+	if err != nil {
+		return Created{}, fmt.Errorf("sign ticket: %w", err)
+	}
+	tok.TicketHash = HashTicket(ticket)
+	if p.IdempotencyKey == "" {
+		if err := s.store.Create(ctx, tok); err != nil {
+			return Created{}, err
+		}
+		return Created{Token: tok, Ticket: ticket}, nil
+	}
+	stored, created, err := s.store.CreateIdempotent(ctx, tok, p.IdempotencyKey,
+		createRequestHash(p), now.Add(-IdempotencyWindow))
+	if err != nil {
+		return Created{}, err
+	}
+	if created {
+		return Created{Token: tok, Ticket: ticket}, nil
+	}
+	// A retry: the same claims signed again give the same ticket, so nothing
+	// but its hash ever needs to be kept.
+	ticket, err = s.tickets.Sign(stored)
+	if err != nil {
+		return Created{}, fmt.Errorf("sign ticket: %w", err)
+	}
+	if subtle.ConstantTimeCompare(HashTicket(ticket), stored.TicketHash) != 1 {
+		// The signing key changed since the first request: the first ticket
+		// cannot be rebuilt, and issuing another would break the key's promise.
+		return Created{}, ErrIdempotencyMismatch
+	}
+	return Created{Token: stored, Ticket: ticket}, nil
+}
+
+func (s *Service) validateCreate(p CreateParams) error {
+	switch {
+	case p.UserID == "":
+		return ParamMissing("user_id")
+	case len(p.UserID) > MaxIDParamBytes || !utf8.ValidString(p.UserID):
+		return ParamValueInvalid("user_id", fmt.Sprintf("must be valid UTF-8 of at most %d bytes.", MaxIDParamBytes))
+	case len(p.OrgID) > MaxIDParamBytes || !utf8.ValidString(p.OrgID):
+		return ParamValueInvalid("org_id", fmt.Sprintf("must be valid UTF-8 of at most %d bytes.", MaxIDParamBytes))
+	case len(p.IdempotencyKey) > MaxIdempotencyKey:
+		return ParamValueInvalid("Idempotency-Key", fmt.Sprintf("must be at most %d bytes.", MaxIdempotencyKey))
+	}
+	if p.ExpiresInSeconds != nil {
+		max := int64(s.maxTTL / time.Second)
+		if v := *p.ExpiresInSeconds; v < 1 || v > max {
+			return ParamValueInvalid("expires_in_seconds", fmt.Sprintf("must be between 1 and %d.", max))
+		}
+	}
+	return nil
+}
+
+// createRequestHash identifies a create request's parameters, so a reused
+// Idempotency-Key with different parameters can be told apart.
+func createRequestHash(p CreateParams) []byte {
+	h := sha256.New()
+	exp := "default"
+	if p.ExpiresInSeconds != nil {
+		exp = fmt.Sprint(*p.ExpiresInSeconds)
+	}
+	// Length-prefixed so no two parameter sets share an encoding.
+	fmt.Fprintf(h, "%d:%s|%d:%s|%s", len(p.UserID), p.UserID, len(p.OrgID), p.OrgID, exp)
+	return h.Sum(nil)
+}
+
+// Get returns one token.
+func (s *Service) Get(ctx context.Context, id string) (Token, error) {
+	if !ValidID(id) {
+		return Token{}, ErrNotFound
+	}
+	return s.store.Get(ctx, id)
+}
+
+// List returns the tokens matching f, newest first, and how many match in all.
+func (s *Service) List(ctx context.Context, f ListFilter) ([]Token, int, error) {
+	if f.Limit == 0 {
+		f.Limit = DefaultListLimit
+	}
+	switch {
+	case f.Limit < 1 || f.Limit > MaxListLimit:
+		return nil, 0, ParamValueInvalid("limit", fmt.Sprintf("must be between 1 and %d.", MaxListLimit))
+	case f.Offset < 0:
+		return nil, 0, ParamValueInvalid("offset", "must be 0 or more.")
+	case f.Status != "" && !f.Status.Valid():
+		return nil, 0, ParamValueInvalid("status", "must be one of pending, accepted, revoked.")
+	case len(f.UserID) > MaxIDParamBytes:
+		return nil, 0, ParamValueInvalid("user_id", fmt.Sprintf("must be at most %d bytes.", MaxIDParamBytes))
+	}
+	return s.store.List(ctx, f)
+}
+
+// Revoke moves a pending token to revoked. An expired pending token may be revoked.
+func (s *Service) Revoke(ctx context.Context, id string) (Token, error) {
+	if !ValidID(id) {
+		return Token{}, ErrNotFound
+	}
+	tok, ok, err := s.store.Revoke(ctx, id, s.now())
+	if err != nil {
+		return Token{}, err
+	}
+	if !ok {
+		e := *ErrCannotRevoke
+		e.LongMessage = fmt.Sprintf("Sign in token cannot be revoked because its status is %s. Only pending tokens can be revoked.", tok.Status)
+		return tok, &e
+	}
+	return tok, nil
+}
+
+// Redeem accepts a ticket once: the first call for a valid, pending,
+// unexpired ticket moves its token to accepted; every other call fails.
+func (s *Service) Redeem(ctx context.Context, ticket string) (Token, error) {
+	if ticket == "" {
+		return Token{}, ParamMissing("ticket")
+	}
+	claims, err := s.tickets.Verify(ticket)
+	if err != nil {
+		return Token{}, err
+	}
+	hash := HashTicket(ticket)
+	now := s.now()
+	tok, ok, err := s.store.Redeem(ctx, claims.ID, hash, now)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Token{}, ErrCannotBeUsed
+	case err != nil:
+		return Token{}, err
+	case ok:
+		return tok, nil
+	}
+	// Nothing matched: the stored row tells why, in the contract's order.
+	switch {
+	case subtle.ConstantTimeCompare(tok.TicketHash, hash) != 1:
+		return Token{}, ErrTicketInvalid
+	case tok.Status == StatusPending && tok.Expired(now):
+		return Token{}, ErrTicketExpired
+	case tok.Status == StatusAccepted:
+		return Token{}, ErrAlreadyUsed
+	case tok.Status == StatusRevoked:
+		return Token{}, ErrRevoked
+	}
+	return Token{}, fmt.Errorf("redeem of %s matched nothing, yet its status is %q", tok.ID, tok.Status)
+}
+
+// Ready reports whether the store can be reached.
+func (s *Service) Ready(ctx context.Context) error { return s.store.Ping(ctx) }
+
+// Tickets returns the ticketer, whose keys the JWKS endpoint publishes.
+func (s *Service) Tickets() *Ticketer { return s.tickets }

@@ -1,0 +1,134 @@
+// Package tokens is the domain of the service: sign-in tokens, their statuses,
+// the verbs that change them, the errors callers see, and the signed tickets
+// that carry them. It imports nothing of HTTP or SQL.
+package tokens
+
+import (
+	"context"
+	"crypto/rand"
+	"time"
+)
+
+// Status is where a sign-in token is in its life.
+type Status string
+
+// The statuses a token can have. There is no "expired" status: expiry is a
+// property of a pending token (ExpiresAt), not a state change.
+const (
+	StatusPending  Status = "pending"
+	StatusAccepted Status = "accepted"
+	StatusRevoked  Status = "revoked"
+)
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusPending, StatusAccepted, StatusRevoked:
+		return true
+	}
+	return false
+}
+
+// Token is a sign-in token as stored. The ticket itself is never stored; only
+// TicketHash, its SHA-256, is.
+type Token struct {
+	ID         string
+	UserID     string
+	OrgID      string // empty when none was given
+	Status     Status
+	TicketHash []byte
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	ExpiresAt  time.Time
+	AcceptedAt *time.Time
+	RevokedAt  *time.Time
+}
+
+// Expired reports whether t is past its expiry at now.
+func (t Token) Expired(now time.Time) bool { return !now.Before(t.ExpiresAt) }
+
+// ListFilter selects and pages tokens for Store.List. Zero fields do not filter.
+type ListFilter struct {
+	UserID string
+	Status Status
+	Limit  int
+	Offset int
+}
+
+// Store keeps tokens. Every method that changes a token takes the one "now"
+// used for all of its timestamps. Methods return ErrNotFound (or an *Error
+// wrapping it) for an unknown id; any other error is an internal failure,
+// or ErrUnavailable when the database cannot be reached.
+type Store interface {
+	// Create inserts a new token.
+	Create(ctx context.Context, t Token) error
+	// Get returns the token with the given id.
+	Get(ctx context.Context, id string) (Token, error)
+	// List returns the tokens matching f, newest first, and how many match in all.
+	List(ctx context.Context, f ListFilter) ([]Token, int, error)
+	// Revoke moves a pending token to revoked in one conditional statement.
+	// It returns the revoked token and true, or the token as stored and false
+	// when it was not pending.
+	Revoke(ctx context.Context, id string, now time.Time) (Token, bool, error)
+	// Redeem moves a pending, unexpired token whose ticket hash matches to
+	// accepted in one conditional statement. It returns the accepted token and
+	// true, or the token as stored and false when any condition failed.
+	Redeem(ctx context.Context, id string, ticketHash []byte, now time.Time) (Token, bool, error)
+	// CreateIdempotent inserts t unless key was already used since
+	// notBefore: then it returns the token created under that key and false,
+	// or ErrIdempotencyMismatch when requestHash differs from the first one.
+	// Key and token are written in one transaction.
+	CreateIdempotent(ctx context.Context, t Token, key string, requestHash []byte, notBefore time.Time) (Token, bool, error)
+	// DeleteFinished deletes up to limit tokens that expired before cutoff or
+	// were accepted or revoked before cutoff, and idempotency keys used before
+	// keysCutoff. It returns how many tokens it deleted; safe to run from
+	// several processes at once.
+	DeleteFinished(ctx context.Context, cutoff, keysCutoff time.Time, limit int) (int, error)
+	// Ping reports whether the database is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close() error
+}
+
+const (
+	idPrefix   = "sit_"
+	idLength   = 27
+	base62     = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	maxIDBytes = 64
+)
+
+// NewID returns a new token id: "sit_" and 27 random base62 characters
+// (about 160 bits), drawn without modulo bias.
+func NewID() string {
+	out := make([]byte, 0, len(idPrefix)+idLength)
+	out = append(out, idPrefix...)
+	var buf [48]byte
+	for len(out) < cap(out) {
+		rand.Read(buf[:]) // never fails on supported platforms
+		for _, b := range buf {
+			if b >= 248 { // 248 = 4*62: reject to keep the draw uniform
+				continue
+			}
+			out = append(out, base62[b%62])
+			if len(out) == cap(out) {
+				break
+			}
+		}
+	}
+	return string(out)
+}
+
+// ValidID reports whether id has the shape of a token id. Ids that cannot be
+// ours are turned away before any query.
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > maxIDBytes {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
