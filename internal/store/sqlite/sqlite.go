@@ -1,0 +1,372 @@
+// Package sqlite keeps sign-in tokens in an SQLite file, through the pure-Go
+// modernc.org/sqlite driver. It suits a single instance; replicas need the
+// PostgreSQL store. Timestamps are stored as milliseconds since the epoch.
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+	"github.com/signin-tokens/signin-tokens/migrations"
+)
+
+// Store is a tokens.Store on SQLite.
+type Store struct {
+	db *sql.DB
+}
+
+var _ tokens.Store = (*Store)(nil)
+
+// connParams are set on every connection the pool opens. WAL lets readers
+// run alongside the one writer; busy_timeout makes a writer wait its turn
+// instead of failing; _txlock=immediate takes the write lock at BEGIN, so a
+// transaction never fails half-way when upgrading from read to write.
+var connParams = url.Values{
+	"_pragma": {
+		"busy_timeout(5000)",
+		"journal_mode(WAL)",
+		"synchronous(NORMAL)",
+		"foreign_keys(1)",
+	},
+	"_txlock": {"immediate"},
+}
+
+// Open opens, creating if need be, the database file at path and its
+// parent directory.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("open SQLite: no database file given")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("open SQLite: %w", err)
+	}
+	// A file: URI, its path escaped, so that '?', '#' and '%' in file names
+	// stay part of the name.
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + connParams.Encode()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open SQLite %s: %w", path, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, storeErr("open SQLite "+path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Migrate brings the schema up to date with the embedded migrations.
+func (s *Store) Migrate(ctx context.Context) error {
+	dir, err := fs.Sub(migrations.FS, "sqlite")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	provider, err := goose.NewProvider(goose.DialectSQLite3, s.db, dir, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := provider.Up(ctx); err != nil {
+		return storeErr("migrate", err)
+	}
+	return nil
+}
+
+// Ping reports whether the database file can be read.
+func (s *Store) Ping(ctx context.Context) error {
+	// A query, not db.PingContext: it touches the file, not only a pooled connection.
+	var one int
+	return storeErr("ping", s.db.QueryRowContext(ctx, "SELECT 1 FROM sqlite_schema LIMIT 1").Scan(&one))
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// tokenColumns are the columns scanToken reads, in its order.
+const tokenColumns = `id, user_id, coalesce(org_id, ''), status, ticket_hash,
+	created_at, updated_at, expires_at, accepted_at, revoked_at`
+
+func scanToken(row interface{ Scan(...any) error }) (tokens.Token, error) {
+	var t tokens.Token
+	var status string
+	var created, updated, expires int64
+	var accepted, revoked sql.NullInt64
+	err := row.Scan(&t.ID, &t.UserID, &t.OrgID, &status, &t.TicketHash,
+		&created, &updated, &expires, &accepted, &revoked)
+	if err != nil {
+		return tokens.Token{}, err
+	}
+	t.Status = tokens.Status(status)
+	t.CreatedAt, t.UpdatedAt, t.ExpiresAt = fromMillis(created), fromMillis(updated), fromMillis(expires)
+	t.AcceptedAt, t.RevokedAt = fromNullMillis(accepted), fromNullMillis(revoked)
+	return t, nil
+}
+
+func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+func fromNullMillis(ms sql.NullInt64) *time.Time {
+	if !ms.Valid {
+		return nil
+	}
+	t := fromMillis(ms.Int64)
+	return &t
+}
+
+// millis is how a timestamp is stored; nil stays NULL.
+func millis(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+const insertTokenSQL = `
+INSERT INTO sign_in_tokens (id, user_id, org_id, status, ticket_hash,
+	created_at, updated_at, expires_at, accepted_at, revoked_at)
+VALUES (?, ?, nullif(?, ''), ?, ?, ?, ?, ?, ?, ?)`
+
+func insertTokenArgs(t tokens.Token) []any {
+	return []any{t.ID, t.UserID, t.OrgID, string(t.Status), t.TicketHash,
+		t.CreatedAt.UnixMilli(), t.UpdatedAt.UnixMilli(), t.ExpiresAt.UnixMilli(),
+		millis(t.AcceptedAt), millis(t.RevokedAt)}
+}
+
+// Create inserts a new token. An id already stored is an error.
+func (s *Store) Create(ctx context.Context, t tokens.Token) error {
+	_, err := s.db.ExecContext(ctx, insertTokenSQL, insertTokenArgs(t)...)
+	return storeErr("create token", err)
+}
+
+// Get returns the token with the given id, or tokens.ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (tokens.Token, error) {
+	t, err := scanToken(s.db.QueryRowContext(ctx,
+		`SELECT `+tokenColumns+` FROM sign_in_tokens WHERE id = ?`, id))
+	return t, storeErr("get token", err)
+}
+
+// List returns the tokens matching f, newest first (id breaking ties), and
+// how many match in all.
+func (s *Store) List(ctx context.Context, f tokens.ListFilter) ([]tokens.Token, int, error) {
+	var conds []string
+	var args []any
+	if f.UserID != "" {
+		conds = append(conds, "user_id = ?")
+		args = append(args, f.UserID)
+	}
+	if f.Status != "" {
+		conds = append(conds, "status = ?")
+		args = append(args, string(f.Status))
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = "WHERE " + strings.Join(conds, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = tokens.DefaultListLimit
+	}
+
+	// One read transaction, so the page and the count see the same rows.
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, 0, storeErr("list tokens", err)
+	}
+	defer tx.Rollback()
+
+	var total int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sign_in_tokens `+where, args...).Scan(&total); err != nil {
+		return nil, 0, storeErr("list tokens", err)
+	}
+	page := `SELECT ` + tokenColumns + ` FROM sign_in_tokens ` + where +
+		` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`
+	rows, err := tx.QueryContext(ctx, page, append(args, limit, max(f.Offset, 0))...)
+	if err != nil {
+		return nil, 0, storeErr("list tokens", err)
+	}
+	defer rows.Close()
+	var list []tokens.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, 0, storeErr("list tokens", err)
+		}
+		list = append(list, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, storeErr("list tokens", err)
+	}
+	return list, total, nil
+}
+
+const redeemSQL = `
+UPDATE sign_in_tokens
+SET status = 'accepted', accepted_at = ?3, updated_at = ?3
+WHERE id = ?1 AND status = 'pending' AND ticket_hash = ?2 AND expires_at > ?3
+RETURNING ` + tokenColumns
+
+// Redeem accepts a pending, unexpired token whose ticket hash matches, in one
+// conditional UPDATE; SQLite runs one writer at a time, so concurrent
+// redemptions cannot both succeed. When nothing matched it returns the token
+// as stored and false.
+func (s *Store) Redeem(ctx context.Context, id string, ticketHash []byte, now time.Time) (tokens.Token, bool, error) {
+	return s.transition(ctx, "redeem token", id, redeemSQL, id, ticketHash, now.UnixMilli())
+}
+
+const revokeSQL = `
+UPDATE sign_in_tokens
+SET status = 'revoked', revoked_at = ?2, updated_at = ?2
+WHERE id = ?1 AND status = 'pending'
+RETURNING ` + tokenColumns
+
+// Revoke revokes a pending token, expired or not, in one conditional UPDATE.
+// When the token is not pending it returns it as stored and false.
+func (s *Store) Revoke(ctx context.Context, id string, now time.Time) (tokens.Token, bool, error) {
+	return s.transition(ctx, "revoke token", id, revokeSQL, id, now.UnixMilli())
+}
+
+// transition runs a conditional UPDATE ... RETURNING; when it changes
+// nothing, a plain read says how the token stands (or that it is absent).
+func (s *Store) transition(ctx context.Context, op, id, query string, args ...any) (tokens.Token, bool, error) {
+	t, err := scanToken(s.db.QueryRowContext(ctx, query, args...))
+	if err == nil {
+		return t, true, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return tokens.Token{}, false, storeErr(op, err)
+	}
+	t, err = s.Get(ctx, id)
+	if err != nil {
+		return tokens.Token{}, false, err
+	}
+	return t, false, nil
+}
+
+// claimKeySQL takes an idempotency key for a token: it inserts the key, or
+// takes over a key last used before notBefore (?5). A key in use is left
+// alone and no row is affected.
+const claimKeySQL = `
+INSERT INTO idempotency_keys AS k (key, request_hash, token_id, created_at)
+VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (key) DO UPDATE
+SET request_hash = excluded.request_hash, token_id = excluded.token_id, created_at = excluded.created_at
+WHERE k.created_at < ?5`
+
+// CreateIdempotent inserts t under an idempotency key, in one transaction.
+// When the key was used since notBefore, it returns the token created under
+// it and false, or tokens.ErrIdempotencyMismatch when requestHash differs
+// from the one the key was first used with.
+func (s *Store) CreateIdempotent(ctx context.Context, t tokens.Token, key string, requestHash []byte, notBefore time.Time) (tokens.Token, bool, error) {
+	const op = "create token idempotently"
+	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the one writer from here on
+	if err != nil {
+		return tokens.Token{}, false, storeErr(op, err)
+	}
+	defer tx.Rollback() // no-op once committed
+
+	if _, err := tx.ExecContext(ctx, insertTokenSQL, insertTokenArgs(t)...); err != nil {
+		return tokens.Token{}, false, storeErr(op, err)
+	}
+	claimed, err := tx.ExecContext(ctx, claimKeySQL, key, requestHash, t.ID, t.CreatedAt.UnixMilli(), notBefore.UnixMilli())
+	if err != nil {
+		return tokens.Token{}, false, storeErr(op, err)
+	}
+	if n, err := claimed.RowsAffected(); err != nil {
+		return tokens.Token{}, false, storeErr(op, err)
+	} else if n == 1 {
+		if err := tx.Commit(); err != nil {
+			return tokens.Token{}, false, storeErr(op, err)
+		}
+		return t, true, nil
+	}
+
+	// The key is in use: answer with its token; the rollback drops t.
+	var tokenID string
+	var firstHash []byte
+	err = tx.QueryRowContext(ctx, `SELECT token_id, request_hash FROM idempotency_keys WHERE key = ?`, key).
+		Scan(&tokenID, &firstHash)
+	if err != nil {
+		return tokens.Token{}, false, storeErr(op, err)
+	}
+	if !bytes.Equal(firstHash, requestHash) {
+		return tokens.Token{}, false, tokens.ErrIdempotencyMismatch
+	}
+	stored, err := scanToken(tx.QueryRowContext(ctx,
+		`SELECT `+tokenColumns+` FROM sign_in_tokens WHERE id = ?`, tokenID))
+	if err != nil {
+		return tokens.Token{}, false, storeErr(op, err)
+	}
+	return stored, false, nil
+}
+
+// deleteFinishedSQL deletes at most ?2 tokens that expired before ?1 or
+// finished (accepted or revoked) before ?1.
+const deleteFinishedSQL = `
+DELETE FROM sign_in_tokens
+WHERE id IN (
+	SELECT id FROM sign_in_tokens
+	WHERE expires_at < ?1 OR (status <> 'pending' AND updated_at < ?1)
+	LIMIT ?2
+)`
+
+// DeleteFinished deletes up to limit tokens that expired, or were accepted or
+// revoked, before cutoff, and the idempotency keys used before keysCutoff. It
+// returns how many tokens it deleted.
+func (s *Store) DeleteFinished(ctx context.Context, cutoff, keysCutoff time.Time, limit int) (int, error) {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE created_at < ?`, keysCutoff.UnixMilli()); err != nil {
+		return 0, storeErr("delete old idempotency keys", err)
+	}
+	if limit <= 0 {
+		return 0, nil
+	}
+	res, err := s.db.ExecContext(ctx, deleteFinishedSQL, cutoff.UnixMilli(), limit)
+	if err != nil {
+		return 0, storeErr("delete finished tokens", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, storeErr("delete finished tokens", err)
+	}
+	return int(n), nil
+}
+
+// storeErr puts err in the domain's terms: no row is tokens.ErrNotFound, a
+// database file that cannot be opened, read or locked in time is
+// tokens.ErrUnavailable, and anything else is wrapped with op.
+func storeErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows):
+		return tokens.ErrNotFound
+	case unreachable(err):
+		return fmt.Errorf("%s: %w: %w", op, tokens.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// unreachable reports whether err means the database could not be used at
+// all: busy past busy_timeout, or a file that cannot be opened or written.
+func unreachable(err error) bool {
+	var sqliteErr *sqlite.Error
+	if !errors.As(err, &sqliteErr) {
+		return false
+	}
+	switch sqliteErr.Code() & 0xff { // the primary result code
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN,
+		sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL:
+		return true
+	}
+	return false
+}
