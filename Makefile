@@ -1,0 +1,32 @@
+# Build, run and test the sign-in token service.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+BIN      := bin/server
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+export TEST_DATABASE_URL
+
+.PHONY: run build test test-short fuzz bench vet clean
+
+## run: start the service with zero configuration (SQLite and dev keys under ./data)
+run:
+	$(GO) run ./cmd/server serve
+
+## build: a static, stripped binary, as the container image builds it
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/server
+
+## test: every test, with the race detector, against TEST_DATABASE_URL
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## test-short: the tests without the race detector
+test-short:
+	$(GO) test -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

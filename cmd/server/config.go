@@ -1,0 +1,200 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/signin-tokens/signin-tokens/internal/store"
+	"github.com/signin-tokens/signin-tokens/internal/userdir"
+)
+
+// Config is the whole configuration, read from the environment in one place.
+type Config struct {
+	HTTPAddr          string
+	DatabaseURL       string
+	Database          store.Location
+	DataDir           string
+	SecretKeys        []string
+	SigningKeyFile    string
+	Issuer            string
+	SignInURL         *url.URL
+	UserLookupURL     string
+	UserLookupAuth    string
+	DefaultExpiresIn  time.Duration
+	MaxExpiresIn      time.Duration
+	LogLevel          string
+	LogFormat         string
+	RedeemRateLimit   int
+	AdminRateLimit    int
+	TrustedProxies    []string
+	RetentionPeriod   time.Duration
+	RetentionInterval time.Duration
+	ShutdownTimeout   time.Duration
+	MaxBodyBytes      int64
+}
+
+// envVar documents one environment variable; the table drives both loading
+// defaults and the -h listing, so the two cannot disagree.
+type envVar struct {
+	name, def, help string
+}
+
+var envVars = []envVar{
+	{"HTTP_ADDR", ":8080", "address to listen on"},
+	{"DATABASE_URL", "", "postgres://... for PostgreSQL; sqlite:PATH or a file path for SQLite; empty: SQLite at $DATA_DIR/signin-tokens.db"},
+	{"DATA_DIR", "./data", "where generated dev keys and the default SQLite database are kept"},
+	{"SECRET_KEYS", "", "comma-separated admin keys, all accepted; empty: a dev key is generated under DATA_DIR"},
+	{"SIGNING_KEY_FILE", "", "PEM file of PKCS#8 Ed25519 keys; the first signs, all verify; empty: a key is generated under DATA_DIR"},
+	{"ISSUER", "signin-tokens", "the iss claim of tickets"},
+	{"SIGN_IN_URL", "", "sign-in page; the url field is this with __clerk_ticket added; empty: no url field"},
+	{"USER_LOOKUP_URL", "", "optional user directory: GET with {user_id} substituted; 404 there refuses the token"},
+	{"USER_LOOKUP_AUTHORIZATION", "", "Authorization header value sent to USER_LOOKUP_URL"},
+	{"DEFAULT_EXPIRES_IN_SECONDS", "2592000", "ticket lifetime when the request gives none (30 days)"},
+	{"MAX_EXPIRES_IN_SECONDS", "31536000", "largest expires_in_seconds accepted (365 days)"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"LOG_FORMAT", "json", "json, or console for human-readable lines"},
+	{"RATE_LIMIT_REDEEM_PER_MINUTE", "0", "redemptions per client address per minute; 0: off"},
+	{"RATE_LIMIT_ADMIN_PER_MINUTE", "0", "admin requests per secret key per minute; 0: off"},
+	{"TRUSTED_PROXIES", "", "comma-separated CIDRs whose X-Forwarded-For gives the client address"},
+	{"RETENTION_PERIOD", "720h", "delete tokens this long after they expired, were redeemed or revoked; 0: keep forever"},
+	{"RETENTION_INTERVAL", "1m", "how often the retention sweep runs"},
+	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight requests may run after SIGTERM"},
+	{"MAX_BODY_BYTES", "65536", "largest request body accepted"},
+}
+
+// loadConfig reads the configuration and validates it; errors name the variable.
+func loadConfig(getenv func(string) string) (Config, error) {
+	get := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		for _, e := range envVars {
+			if e.name == name {
+				return e.def
+			}
+		}
+		panic("config: undocumented variable " + name)
+	}
+	var c Config
+	var errs []string
+	fail := func(name, format string, args ...any) {
+		errs = append(errs, name+": "+fmt.Sprintf(format, args...))
+	}
+	seconds := func(name string, min, max int64) time.Duration {
+		n, err := strconv.ParseInt(get(name), 10, 64)
+		if err != nil || n < min || n > max {
+			fail(name, "must be a whole number of seconds from %d to %d, got %q", min, max, get(name))
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	duration := func(name string, min time.Duration) time.Duration {
+		d, err := time.ParseDuration(get(name))
+		if err != nil || d < min {
+			fail(name, "must be a duration of at least %s such as 30s or 24h, got %q", min, get(name))
+		}
+		return d
+	}
+	count := func(name string) int {
+		n, err := strconv.Atoi(get(name))
+		if err != nil || n < 0 {
+			fail(name, "must be a whole number, 0 or more, got %q", get(name))
+		}
+		return n
+	}
+
+	c.HTTPAddr = get("HTTP_ADDR")
+	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil || port == "" {
+		fail("HTTP_ADDR", "must be host:port or :port, got %q", c.HTTPAddr)
+	}
+	c.DatabaseURL = getenv("DATABASE_URL")
+	c.DataDir = get("DATA_DIR")
+	if loc, err := store.Parse(c.DatabaseURL, c.DataDir); err != nil {
+		errs = append(errs, err.Error()) // already names DATABASE_URL
+	} else {
+		c.Database = loc
+	}
+	for _, k := range strings.Split(get("SECRET_KEYS"), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			if len(k) < 16 || strings.ContainsAny(k, " \t") {
+				fail("SECRET_KEYS", "each key must be at least 16 characters without spaces")
+				break
+			}
+			c.SecretKeys = append(c.SecretKeys, k)
+		}
+	}
+	c.SigningKeyFile = get("SIGNING_KEY_FILE")
+	c.Issuer = get("ISSUER")
+	if v := get("SIGN_IN_URL"); v != "" {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			fail("SIGN_IN_URL", "must be an absolute http or https URL, got %q", v)
+		}
+		c.SignInURL = u
+	}
+	c.UserLookupURL = get("USER_LOOKUP_URL")
+	if c.UserLookupURL != "" {
+		if _, err := userdir.New(c.UserLookupURL, ""); err != nil {
+			fail("USER_LOOKUP_URL", "%v", err)
+		}
+	}
+	c.UserLookupAuth = get("USER_LOOKUP_AUTHORIZATION")
+	c.MaxExpiresIn = seconds("MAX_EXPIRES_IN_SECONDS", 1, 10*365*24*3600)
+	c.DefaultExpiresIn = seconds("DEFAULT_EXPIRES_IN_SECONDS", 1, 10*365*24*3600)
+	if c.MaxExpiresIn > 0 && c.DefaultExpiresIn > c.MaxExpiresIn {
+		fail("DEFAULT_EXPIRES_IN_SECONDS", "must not exceed MAX_EXPIRES_IN_SECONDS (%d)", int64(c.MaxExpiresIn/time.Second))
+	}
+	c.LogLevel = strings.ToLower(get("LOG_LEVEL"))
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		fail("LOG_LEVEL", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	c.LogFormat = strings.ToLower(get("LOG_FORMAT"))
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		fail("LOG_FORMAT", "must be json or console, got %q", c.LogFormat)
+	}
+	c.RedeemRateLimit = count("RATE_LIMIT_REDEEM_PER_MINUTE")
+	c.AdminRateLimit = count("RATE_LIMIT_ADMIN_PER_MINUTE")
+	for _, p := range strings.Split(get("TRUSTED_PROXIES"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			if _, err := netip.ParsePrefix(p); err != nil {
+				fail("TRUSTED_PROXIES", "%q is not a CIDR prefix such as 10.0.0.0/8", p)
+				continue
+			}
+			c.TrustedProxies = append(c.TrustedProxies, p)
+		}
+	}
+	c.RetentionPeriod = duration("RETENTION_PERIOD", 0)
+	c.RetentionInterval = duration("RETENTION_INTERVAL", time.Second)
+	c.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT", 0)
+	c.MaxBodyBytes = int64(count("MAX_BODY_BYTES"))
+	if c.MaxBodyBytes < 1024 {
+		fail("MAX_BODY_BYTES", "must be at least 1024")
+	}
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return c, nil
+}
+
+// printEnvUsage lists every variable with its default.
+func printEnvUsage(w io.Writer) {
+	fmt.Fprintln(w, "Environment variables:")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for _, e := range envVars {
+		def := e.def
+		if def == "" {
+			def = "(none)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", e.name, def, e.help)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+)
+
+// gate is a tokens.Store that answers ErrUnavailable until the real store is
+// open, so the process can serve /healthz and report /readyz while its
+// database is still out of reach.
+type gate struct {
+	st      atomic.Pointer[tokens.Store]
+	lastErr atomic.Pointer[error]
+}
+
+func newGate() *gate { return &gate{} }
+
+func (g *gate) open(st tokens.Store) { g.st.Store(&st) }
+
+func (g *gate) fail(err error) { g.lastErr.Store(&err) }
+
+func (g *gate) store() (tokens.Store, error) {
+	if p := g.st.Load(); p != nil {
+		return *p, nil
+	}
+	if e := g.lastErr.Load(); e != nil {
+		return nil, fmt.Errorf("%w: not connected yet: %v", tokens.ErrUnavailable, *e)
+	}
+	return nil, fmt.Errorf("%w: not connected yet", tokens.ErrUnavailable)
+}
+
+func (g *gate) Create(ctx context.Context, t tokens.Token) error {
+	st, err := g.store()
+	if err != nil {
+		return err
+	}
+	return st.Create(ctx, t)
+}
+
+func (g *gate) CreateIdempotent(ctx context.Context, t tokens.Token, key string, hash []byte, notBefore time.Time) (tokens.Token, bool, error) {
+	st, err := g.store()
+	if err != nil {
+		return tokens.Token{}, false, err
+	}
+	return st.CreateIdempotent(ctx, t, key, hash, notBefore)
+}
+
+func (g *gate) Get(ctx context.Context, id string) (tokens.Token, error) {
+	st, err := g.store()
+	if err != nil {
+		return tokens.Token{}, err
+	}
+	return st.Get(ctx, id)
+}
+
+func (g *gate) List(ctx context.Context, f tokens.ListFilter) ([]tokens.Token, int, error) {
+	st, err := g.store()
+	if err != nil {
+		return nil, 0, err
+	}
+	return st.List(ctx, f)
+}
+
+func (g *gate) Revoke(ctx context.Context, id string, now time.Time) (tokens.Token, bool, error) {
+	st, err := g.store()
+	if err != nil {
+		return tokens.Token{}, false, err
+	}
+	return st.Revoke(ctx, id, now)
+}
+
+func (g *gate) Redeem(ctx context.Context, id string, hash []byte, now time.Time) (tokens.Token, bool, error) {
+	st, err := g.store()
+	if err != nil {
+		return tokens.Token{}, false, err
+	}
+	return st.Redeem(ctx, id, hash, now)
+}
+
+func (g *gate) DeleteFinished(ctx context.Context, cutoff, keysCutoff time.Time, limit int) (int, error) {
+	st, err := g.store()
+	if err != nil {
+		return 0, err
+	}
+	return st.DeleteFinished(ctx, cutoff, keysCutoff, limit)
+}
+
+func (g *gate) Ping(ctx context.Context) error {
+	st, err := g.store()
+	if err != nil {
+		return err
+	}
+	return st.Ping(ctx)
+}
+
+func (g *gate) Close() error {
+	if p := g.st.Load(); p != nil {
+		return (*p).Close()
+	}
+	return nil
+}

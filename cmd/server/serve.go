@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
+	"github.com/signin-tokens/signin-tokens/internal/store"
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+	"github.com/signin-tokens/signin-tokens/internal/userdir"
+)
+
+func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
+	out := stdout
+	if cfg.LogFormat == "console" {
+		out = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339}
+	}
+	lvl, err := zerolog.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
+}
+
+// openStore opens the configured store and applies its migrations.
+func openStore(ctx context.Context, cfg Config, log zerolog.Logger) (tokens.Store, error) {
+	st, loc, err := store.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("migrate %s: %w", loc, err)
+	}
+	log.Info().Stringer("store", loc).Msg("database ready")
+	return st, nil
+}
+
+func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(string) string, stdout, _ io.Writer) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stdout)
+	keys, err := loadKeySet(cfg, log)
+	if err != nil {
+		return err
+	}
+	secretKeys, devKey, err := loadSecretKeys(cfg)
+	if err != nil {
+		return err
+	}
+	var users tokens.UserDirectory
+	if cfg.UserLookupURL != "" {
+		if users, err = userdir.New(cfg.UserLookupURL, cfg.UserLookupAuth); err != nil {
+			return fmt.Errorf("USER_LOOKUP_URL: %w", err)
+		}
+	}
+
+	// The store sits behind a gate: a network database that is down at start
+	// is retried in the background while /readyz says so.
+	gate := newGate()
+	if cfg.Database.Kind == store.Postgres {
+		go connectWithRetry(ctx, cfg, log, gate)
+	} else {
+		st, err := openStore(ctx, cfg, log)
+		if err != nil {
+			return fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		gate.open(st)
+	}
+	defer gate.Close()
+
+	service := tokens.NewService(tokens.Config{
+		Store:            gate,
+		Ticketer:         tokens.NewTicketer(keys, cfg.Issuer, time.Now),
+		Users:            users,
+		DefaultExpiresIn: cfg.DefaultExpiresIn,
+		MaxExpiresIn:     cfg.MaxExpiresIn,
+	})
+	api := apihttp.NewServer(apihttp.Config{
+		Service:      service,
+		SecretKeys:   secretKeys,
+		SignInURL:    cfg.SignInURL,
+		Logger:       log,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		RateLimits: apihttp.RateLimits{RedeemPerAddress: cfg.RedeemRateLimit,
+			AdminPerKey: cfg.AdminRateLimit, TrustedProxies: cfg.TrustedProxies},
+	})
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP_ADDR: %w", err)
+	}
+	srv := apihttp.NewHTTPServer(cfg.HTTPAddr, api)
+	log.Info().Str("addr", ln.Addr().String()).Str("version", versionString()).
+		Int("signing_keys", len(keys.Keys())).Str("kid", keys.Signer().ID).Msg("listening")
+	if devKey {
+		announceDevKey(log, ln.Addr(), secretKeys[0])
+	}
+	if cfg.RetentionPeriod > 0 {
+		go sweep(ctx, gate, cfg.RetentionPeriod, cfg.RetentionInterval, log)
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing in-flight requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
+
+// announceDevKey tells a new user the generated key and how to use it. Only
+// the generated development key is ever logged; configured keys never are.
+func announceDevKey(log zerolog.Logger, addr net.Addr, key string) {
+	host := "localhost"
+	_, port, _ := net.SplitHostPort(addr.String())
+	base := "http://" + net.JoinHostPort(host, port)
+	log.Warn().Str("secret_key", key).
+		Str("try", fmt.Sprintf(`curl -s -X POST %s/v1/sign_in_tokens -H "Authorization: Bearer %s" -H "Content-Type: application/json" -d '{"user_id":"user_123"}'`, base, key)).
+		Msg("using a generated development secret key (kept in DATA_DIR); set SECRET_KEYS in production")
+}
+
+// connectWithRetry opens and migrates the store, retrying with capped
+// exponential backoff until it succeeds or ctx ends.
+func connectWithRetry(ctx context.Context, cfg Config, log zerolog.Logger, gate *gate) {
+	delay := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		st, err := openStore(ctx, cfg, log)
+		if err == nil {
+			gate.open(st)
+			return
+		}
+		gate.fail(err)
+		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("database unreachable; retrying")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 15*time.Second)
+	}
+}
+
+// sweep deletes finished and expired tokens past the retention period, in
+// small batches so no statement holds locks for long.
+func sweep(ctx context.Context, st tokens.Store, retention, every time.Duration, log zerolog.Logger) {
+	const batch = 500
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		total := 0
+		for ctx.Err() == nil {
+			n, err := st.DeleteFinished(ctx, now.Add(-retention), now.Add(-tokens.IdempotencyWindow), batch)
+			if err != nil {
+				if !errors.Is(err, tokens.ErrUnavailable) || ctx.Err() == nil {
+					log.Warn().Err(err).Msg("retention sweep failed")
+				}
+				break
+			}
+			total += n
+			if n < batch {
+				break
+			}
+		}
+		if total > 0 {
+			log.Info().Int("deleted", total).Msg("retention sweep")
+		}
+	}
+}

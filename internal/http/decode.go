@@ -1,0 +1,120 @@
+package http
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+)
+
+// params are the fields of a request body, from JSON or from a form. JSON
+// values keep their type so a field of the wrong type can be told apart.
+type params struct {
+	json map[string]json.RawMessage
+	form url.Values
+}
+
+// readParams decodes a request body. An empty body or JSON null gives no
+// fields. A body that starts like JSON is read as JSON whatever its
+// Content-Type (curl -d sends JSON as a form); a form Content-Type gives a
+// form; anything else is refused.
+func readParams(r *http.Request) (params, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return params{}, errBodyTooLarge
+		}
+		return params{}, errBodyInvalid
+	}
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return params{}, nil
+	}
+	if !utf8.Valid(trimmed) {
+		return params{}, errBodyInvalid
+	}
+	if trimmed[0] == '{' || bytes.Equal(trimmed, []byte("null")) {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(trimmed, &fields); err != nil {
+			return params{}, errBodyInvalid
+		}
+		return params{json: fields}, nil
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/x-www-form-urlencoded" {
+		return params{}, errBodyInvalid
+	}
+	form, err := url.ParseQuery(string(trimmed))
+	if err != nil {
+		return params{}, errBodyInvalid
+	}
+	return params{form: form}, nil
+}
+
+// raw returns a JSON field, treating null as absent.
+func (p params) raw(name string) (json.RawMessage, bool) {
+	v, ok := p.json[name]
+	if !ok || string(v) == "null" {
+		return nil, false
+	}
+	return v, true
+}
+
+// string returns a string field, "" when absent.
+func (p params) string(name string) (string, error) {
+	if p.form != nil {
+		return p.form.Get(name), nil
+	}
+	v, ok := p.raw(name)
+	if !ok {
+		return "", nil
+	}
+	var s string
+	if v[0] != '"' || json.Unmarshal(v, &s) != nil {
+		return "", tokens.ParamTypeInvalid(name, "a string")
+	}
+	return s, nil
+}
+
+// int64 returns an integer field, nil when absent. An integer out of the
+// int64 range is a value error, a non-integer a type error.
+func (p params) int64(name string) (*int64, error) {
+	var text string
+	if p.form != nil {
+		if !p.form.Has(name) || p.form.Get(name) == "" {
+			return nil, nil
+		}
+		text = p.form.Get(name)
+	} else {
+		v, ok := p.raw(name)
+		if !ok {
+			return nil, nil
+		}
+		if c := v[0]; c != '-' && (c < '0' || c > '9') {
+			return nil, tokens.ParamTypeInvalid(name, "an integer")
+		}
+		text = string(v)
+	}
+	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+		return &n, nil
+	}
+	// Not a plain integer: maybe an exponent form (1e3), a fraction, or too big.
+	f, err := strconv.ParseFloat(text, 64)
+	switch {
+	case err != nil && !errors.Is(err, strconv.ErrRange), math.IsNaN(f), f != math.Trunc(f):
+		return nil, tokens.ParamTypeInvalid(name, "an integer")
+	case math.Abs(f) < 1<<62:
+		n := int64(f)
+		return &n, nil
+	}
+	return nil, tokens.ParamValueInvalid(name, "the number is out of range.")
+}

@@ -1,0 +1,101 @@
+package http
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/rs/zerolog"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+)
+
+// statusByCode maps every error code to its HTTP status. A code missing here
+// is a bug; it is answered with 500.
+var statusByCode = map[string]int{
+	tokens.CodeAuthKeyInvalid:      http.StatusUnauthorized,
+	tokens.CodeAuthHeaderInvalid:   http.StatusUnauthorized,
+	tokens.CodeParamMissing:        http.StatusUnprocessableEntity,
+	tokens.CodeParamValueInvalid:   http.StatusUnprocessableEntity,
+	tokens.CodeParamTypeInvalid:    http.StatusUnprocessableEntity,
+	tokens.CodeBodyInvalid:         http.StatusBadRequest,
+	tokens.CodeBodyTooLarge:        http.StatusRequestEntityTooLarge,
+	tokens.CodeNotFound:            http.StatusNotFound,
+	tokens.CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	tokens.CodeCannotRevoke:        http.StatusBadRequest,
+	tokens.CodeTicketInvalid:       http.StatusBadRequest,
+	tokens.CodeTicketExpired:       http.StatusBadRequest,
+	tokens.CodeAlreadyUsed:         http.StatusBadRequest,
+	tokens.CodeRevoked:             http.StatusBadRequest,
+	tokens.CodeCannotBeUsed:        http.StatusBadRequest,
+	tokens.CodeIdempotencyMismatch: http.StatusUnprocessableEntity,
+	tokens.CodeTooManyRequests:     http.StatusTooManyRequests,
+	tokens.CodeUserLookupFailed:    http.StatusBadGateway,
+	tokens.CodeUnavailable:         http.StatusServiceUnavailable,
+	tokens.CodeInternal:            http.StatusInternalServerError,
+}
+
+// Errors raised by the HTTP layer itself.
+var (
+	errKeyInvalid = &tokens.Error{Code: tokens.CodeAuthKeyInvalid, Message: "invalid key",
+		LongMessage: "The secret key provided is invalid. Send it as Authorization: Bearer <secret key>."}
+	errHeaderInvalid = &tokens.Error{Code: tokens.CodeAuthHeaderInvalid, Message: "invalid authorization header",
+		LongMessage: "The Authorization header must have the form: Bearer <secret key>."}
+	errBodyInvalid = &tokens.Error{Code: tokens.CodeBodyInvalid, Message: "request body invalid",
+		LongMessage: "The request body is not a valid JSON object or form-encoded body."}
+	errBodyTooLarge = &tokens.Error{Code: tokens.CodeBodyTooLarge, Message: "request body too large",
+		LongMessage: "The request body exceeds the size limit."}
+	errRouteNotFound = &tokens.Error{Code: tokens.CodeNotFound, Message: "not found",
+		LongMessage: "The requested resource was not found."}
+	errMethodNotAllowed = &tokens.Error{Code: tokens.CodeMethodNotAllowed, Message: "method not allowed",
+		LongMessage: "The request method is not allowed for this resource."}
+	errTooManyRequests = &tokens.Error{Code: tokens.CodeTooManyRequests, Message: "too many requests",
+		LongMessage: "Too many requests. Retry after the time the Retry-After header gives."}
+	errInternal = &tokens.Error{Code: tokens.CodeInternal, Message: "internal error",
+		LongMessage: "Something went wrong on our side. The trace id identifies this request in our logs."}
+)
+
+type errorItem struct {
+	Message     string            `json:"message"`
+	LongMessage string            `json:"long_message"`
+	Code        string            `json:"code"`
+	Meta        map[string]string `json:"meta"`
+}
+
+type errorBody struct {
+	Errors  []errorItem `json:"errors"`
+	TraceID string      `json:"clerk_trace_id"`
+}
+
+// writeError is the one place an error becomes an HTTP response. Errors that
+// are not *tokens.Error are logged and shown as a generic 500.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *tokens.Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			// The client went away; nobody reads the answer, but log it plainly.
+			zerolog.Ctx(r.Context()).Debug().Err(err).Msg("request canceled by client")
+		} else {
+			zerolog.Ctx(r.Context()).Error().Err(err).Msg("internal error")
+		}
+		e = errInternal
+	} else if e.Code == tokens.CodeUnavailable || e.Code == tokens.CodeUserLookupFailed {
+		zerolog.Ctx(r.Context()).Warn().Err(err).Msg(e.Code)
+	}
+	status, ok := statusByCode[e.Code]
+	if !ok {
+		zerolog.Ctx(r.Context()).Error().Str("code", e.Code).Msg("error code without a status")
+		status = http.StatusInternalServerError
+	}
+	meta := map[string]string{}
+	if e.Param != "" {
+		meta["param_name"] = e.Param
+	}
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, errorBody{
+		Errors:  []errorItem{{Message: e.Message, LongMessage: e.LongMessage, Code: e.Code, Meta: meta}},
+		TraceID: traceID(r.Context()),
+	})
+}

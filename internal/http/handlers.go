@@ -1,0 +1,135 @@
+package http
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+)
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	var in tokens.CreateParams
+	if in.UserID, err = p.string("user_id"); err != nil {
+		return err
+	}
+	if in.OrgID, err = p.string("org_id"); err != nil {
+		return err
+	}
+	if in.ExpiresInSeconds, err = p.int64("expires_in_seconds"); err != nil {
+		return err
+	}
+	in.IdempotencyKey = r.Header.Get("Idempotency-Key")
+	created, err := s.service.Create(r.Context(), in)
+	if err != nil {
+		return err
+	}
+	obj := newTokenObject(created.Token)
+	obj.Token = created.Ticket
+	obj.URL = signInURL(s.signInURL, created.Ticket)
+	writeJSON(w, http.StatusOK, obj)
+	return nil
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) error {
+	tok, err := s.service.Get(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, newTokenObject(tok))
+	return nil
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := tokens.ListFilter{UserID: q.Get("user_id"), Status: tokens.Status(q.Get("status"))}
+	var err error
+	if f.Limit, err = queryInt(q.Get("limit"), "limit"); err != nil {
+		return err
+	}
+	if f.Offset, err = queryInt(q.Get("offset"), "offset"); err != nil {
+		return err
+	}
+	found, total, err := s.service.List(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := listObject{Data: make([]tokenObject, 0, len(found)), TotalCount: total}
+	for _, t := range found {
+		out.Data = append(out.Data, newTokenObject(t))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// queryInt parses an optional integer query parameter; "" gives 0.
+func queryInt(v, name string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, tokens.ParamValueInvalid(name, "must be an integer.")
+	}
+	return n, nil
+}
+
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
+	// The body is ignored: none, {} and the Go SDK's literal null all revoke.
+	tok, err := s.service.Revoke(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, newTokenObject(tok))
+	return nil
+}
+
+func (s *Server) redeem(w http.ResponseWriter, r *http.Request) error {
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	ticket, err := p.string("ticket")
+	if err != nil {
+		return err
+	}
+	tok, err := s.service.Redeem(r.Context(), ticket)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, newTokenObject(tok))
+	return nil
+}
+
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, map[string]any{"keys": s.service.Tickets().Keys().JWKS()})
+	return nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.service.Ready(ctx); err != nil {
+		return fmt.Errorf("%w: %v", tokens.ErrUnavailable, err)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) error { return errRouteNotFound }
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request) error { return errMethodNotAllowed }

@@ -1,0 +1,66 @@
+package http
+
+import (
+	"net/url"
+	"time"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+)
+
+// tokenObject is the wire form of a sign-in token.
+type tokenObject struct {
+	Object     string `json:"object"`
+	ID         string `json:"id"`
+	UserID     string `json:"user_id"`
+	Status     string `json:"status"`
+	Token      string `json:"token,omitempty"`
+	URL        string `json:"url,omitempty"`
+	OrgID      string `json:"org_id,omitempty"`
+	CreatedAt  int64  `json:"created_at"`
+	UpdatedAt  int64  `json:"updated_at"`
+	ExpiresAt  int64  `json:"expires_at"`
+	AcceptedAt *int64 `json:"accepted_at,omitempty"`
+	RevokedAt  *int64 `json:"revoked_at,omitempty"`
+}
+
+// listObject is Clerk's paginated list shape.
+type listObject struct {
+	Data       []tokenObject `json:"data"`
+	TotalCount int           `json:"total_count"`
+}
+
+func newTokenObject(t tokens.Token) tokenObject {
+	return tokenObject{
+		Object:     "sign_in_token",
+		ID:         t.ID,
+		UserID:     t.UserID,
+		Status:     string(t.Status),
+		OrgID:      t.OrgID,
+		CreatedAt:  t.CreatedAt.UnixMilli(),
+		UpdatedAt:  t.UpdatedAt.UnixMilli(),
+		ExpiresAt:  t.ExpiresAt.UnixMilli(),
+		AcceptedAt: millis(t.AcceptedAt),
+		RevokedAt:  millis(t.RevokedAt),
+	}
+}
+
+func millis(t *time.Time) *int64 {
+	if t == nil {
+		return nil
+	}
+	ms := t.UnixMilli()
+	return &ms
+}
+
+// signInURL adds the ticket to the configured sign-in page's query; it is
+// empty when no sign-in page is configured.
+func signInURL(base *url.URL, ticket string) string {
+	if base == nil {
+		return ""
+	}
+	u := *base
+	q := u.Query()
+	q.Set("__clerk_ticket", ticket)
+	u.RawQuery = q.Encode()
+	return u.String()
+}

@@ -1,0 +1,74 @@
+// Package http serves the sign-in token API over HTTP: routing,
+// authentication, request decoding and the one error renderer.
+package http
+
+import (
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+)
+
+// DefaultMaxBodyBytes bounds request bodies when Config.MaxBodyBytes is zero.
+const DefaultMaxBodyBytes = 64 << 10
+
+// Config configures the HTTP API.
+type Config struct {
+	Service      *tokens.Service
+	SecretKeys   []string // accepted admin keys; several at once so keys can rotate
+	SignInURL    *url.URL // sign-in page the url field points at; nil leaves url out
+	Logger       zerolog.Logger
+	MaxBodyBytes int64           // 0 means DefaultMaxBodyBytes
+	Observer     RequestObserver // optional, told of every request
+	RateLimits   RateLimits
+	// Extra routes mounted beside the API without authentication, such as
+	// /metrics; nil for none.
+	Extra map[string]http.Handler
+}
+
+// Server is the HTTP API.
+type Server struct {
+	service   *tokens.Service
+	signInURL *url.URL
+	handler   http.Handler
+}
+
+// NewServer returns the API for cfg.
+func NewServer(cfg Config) *Server {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	s := &Server{service: cfg.Service, signInURL: cfg.SignInURL}
+	s.handler = s.routes(cfg)
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// handlerFunc is a handler that returns its error for writeError to render.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func handle(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			writeError(w, r, err)
+		}
+	}
+}
+
+// NewHTTPServer wraps h in a server with timeouts suited to a small JSON API.
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+	}
+}

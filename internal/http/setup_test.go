@@ -1,0 +1,197 @@
+package http_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
+	"github.com/signin-tokens/signin-tokens/internal/store"
+	"github.com/signin-tokens/signin-tokens/internal/store/postgres/pgtest"
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+)
+
+// Keys every test server accepts.
+const (
+	testKey      = "sk_test_0123456789abcdefghij"
+	testKeyOther = "sk_test_rotated_9876543210zyx"
+	testIssuer   = "https://tokens.test"
+)
+
+// clock is a settable time source shared by the service and the ticketer.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// bundle is what a test needs: a real HTTP server on the real router, backed
+// by a real database in a schema of its own.
+type bundle struct {
+	t        *testing.T
+	srv      *httptest.Server
+	store    tokens.Store
+	keys     *tokens.KeySet
+	ticketer *tokens.Ticketer
+	clock    *clock
+}
+
+type options struct {
+	signInURL string
+	users     tokens.UserDirectory
+	limits    apihttp.RateLimits
+}
+
+func setup(t *testing.T, opts ...func(*options)) *bundle {
+	t.Helper()
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	ctx := context.Background()
+	st, _, err := store.Open(ctx, pgtest.URL(t), "")
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	keys, err := tokens.NewKeySet(tokens.GenerateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
+	ticketer := tokens.NewTicketer(keys, testIssuer, clk.Now)
+	svc := tokens.NewService(tokens.Config{
+		Store: st, Ticketer: ticketer, Users: o.users, Now: clk.Now,
+		DefaultExpiresIn: 30 * 24 * time.Hour, MaxExpiresIn: 365 * 24 * time.Hour,
+	})
+	var signIn *url.URL
+	if o.signInURL != "" {
+		signIn, _ = url.Parse(o.signInURL)
+	}
+	api := apihttp.NewServer(apihttp.Config{
+		Service: svc, SecretKeys: []string{testKey, testKeyOther}, SignInURL: signIn,
+		Logger: zerolog.New(io.Discard), RateLimits: o.limits,
+	})
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	return &bundle{t: t, srv: srv, store: st, keys: keys, ticketer: ticketer, clock: clk}
+}
+
+// response is a decoded answer.
+type response struct {
+	status int
+	header http.Header
+	raw    []byte
+	body   map[string]any
+}
+
+// do sends a request with the test key and JSON content type unless headers
+// say otherwise; a header set to "" is removed.
+func (b *bundle) do(method, path, body string, headers ...string) response {
+	b.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, b.srv.URL+path, rd)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	resp, err := b.srv.Client().Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	r := response{status: resp.StatusCode, header: resp.Header, raw: raw}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &r.body); err != nil {
+			b.t.Fatalf("%s %s: body is not a JSON object: %v: %s", method, path, err, raw)
+		}
+	}
+	return r
+}
+
+// create makes a token and returns its object, failing the test otherwise.
+func (b *bundle) create(body string) map[string]any {
+	b.t.Helper()
+	r := b.do("POST", "/v1/sign_in_tokens", body)
+	if r.status != 200 {
+		b.t.Fatalf("create %s: status %d: %s", body, r.status, r.raw)
+	}
+	return r.body
+}
+
+// wantError asserts status, code and the contract's error shape.
+func (r response) wantError(t *testing.T, status int, code string) {
+	t.Helper()
+	if r.status != status {
+		t.Errorf("status: got %d, want %d (body %s)", r.status, status, r.raw)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type: got %q, want application/json", ct)
+	}
+	errs, _ := r.body["errors"].([]any)
+	if len(errs) != 1 {
+		t.Fatalf("errors: got %v, want one item (body %s)", r.body["errors"], r.raw)
+	}
+	item, _ := errs[0].(map[string]any)
+	if item["code"] != code {
+		t.Errorf("code: got %v, want %s", item["code"], code)
+	}
+	for _, f := range []string{"message", "long_message"} {
+		if s, _ := item[f].(string); s == "" {
+			t.Errorf("%s: got %v, want a non-empty string", f, item[f])
+		}
+	}
+	trace := r.header.Get("Clerk-Trace-Id")
+	if trace == "" || r.body["clerk_trace_id"] != trace {
+		t.Errorf("clerk_trace_id: got %v, want the Clerk-Trace-Id header %q", r.body["clerk_trace_id"], trace)
+	}
+}
+
+// meta returns the first error's meta.
+func (r response) meta() map[string]any {
+	errs, _ := r.body["errors"].([]any)
+	if len(errs) == 0 {
+		return nil
+	}
+	item, _ := errs[0].(map[string]any)
+	m, _ := item["meta"].(map[string]any)
+	return m
+}
