@@ -44,6 +44,18 @@ func TestOpenCreatesDirectoryAndEscapesName(t *testing.T) {
 	}
 }
 
+func TestPingBeforeMigrate(t *testing.T) {
+	t.Parallel()
+	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "empty.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ping(context.Background()); err != nil {
+		t.Errorf("Ping on an empty database: got %v, want nil", err)
+	}
+}
+
 func TestMigrateTwice(t *testing.T) {
 	t.Parallel()
 	s := open(t, filepath.Join(t.TempDir(), "tokens.db"))
