@@ -104,11 +104,11 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		return fmt.Errorf("HTTP_ADDR: %w", err)
 	}
 	srv := apihttp.NewHTTPServer(cfg.HTTPAddr, api)
-	log.Info().Str("addr", ln.Addr().String()).Str("version", versionString()).
-		Int("signing_keys", len(keys.Keys())).Str("kid", keys.Signer().ID).Msg("listening")
 	if devKey {
 		announceDevKey(log, ln.Addr(), secretKeys[0])
 	}
+	log.Info().Str("addr", ln.Addr().String()).Str("version", versionString()).
+		Int("signing_keys", len(keys.Keys())).Str("kid", keys.Signer().ID).Msg("listening")
 	if cfg.RetentionPeriod > 0 {
 		go sweep(ctx, gate, cfg.RetentionPeriod, cfg.RetentionInterval, log)
 	}

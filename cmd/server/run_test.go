@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// instance is the real program started in-process by run.
+type instance struct {
+	t      *testing.T
+	base   string // http://127.0.0.1:PORT
+	cancel context.CancelFunc
+	done   chan error
+	mu     sync.Mutex
+	lines  []map[string]any // the log, one decoded line each
+}
+
+// start runs the program with env as its whole environment and waits until it
+// listens. It stops when the test ends.
+func start(t *testing.T, env map[string]string, args ...string) *instance {
+	t.Helper()
+	if _, ok := env["HTTP_ADDR"]; !ok {
+		env["HTTP_ADDR"] = "127.0.0.1:0"
+	}
+	getenv := func(k string) string { return env[k] }
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	in := &instance{t: t, cancel: cancel, done: make(chan error, 1)}
+	listening := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			in.mu.Lock()
+			in.lines = append(in.lines, line)
+			in.mu.Unlock()
+			if line["message"] == "listening" {
+				listening <- line["addr"].(string)
+			}
+		}
+	}()
+	go func() {
+		err := run(ctx, append([]string{"server"}, args...), getenv, pw, io.Discard)
+		pw.Close()
+		in.done <- err
+	}()
+	select {
+	case addr := <-listening:
+		in.base = "http://" + addr
+	case err := <-in.done:
+		cancel()
+		t.Fatalf("program exited before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("program did not listen within 30s")
+	}
+	t.Cleanup(func() { in.stop() })
+	return in
+}
+
+// stop cancels the program's context, as SIGTERM does, and waits for it.
+func (in *instance) stop() error {
+	in.cancel()
+	select {
+	case err := <-in.done:
+		in.done <- err // let a second stop see it too
+		return err
+	case <-time.After(30 * time.Second):
+		in.t.Fatal("program did not stop within 30s")
+		return nil
+	}
+}
+
+// logged returns the first log line with the given message.
+func (in *instance) logged(message string) map[string]any {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, l := range in.lines {
+		if l["message"] == message {
+			return l
+		}
+	}
+	return nil
+}
+
+// call sends a request with key as bearer and decodes the JSON answer.
+func (in *instance) call(method, path, key, body string) (int, map[string]any) {
+	in.t.Helper()
+	req, err := http.NewRequest(method, in.base+path, strings.NewReader(body))
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		in.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	raw, _ := io.ReadAll(resp.Body)
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			in.t.Fatalf("%s %s: %v: %s", method, path, err, raw)
+		}
+	}
+	return resp.StatusCode, out
+}
+
+// TestZeroConfigRestart is a new user's first session: no configuration at
+// all, a ticket created and redeemed, a restart, and a ticket issued before
+// the restart still redeemed with the same key.
+func TestZeroConfigRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := func() map[string]string { return map[string]string{"DATA_DIR": dir} }
+
+	first := start(t, env())
+	announce := first.logged("using a generated development secret key (kept in DATA_DIR); set SECRET_KEYS in production")
+	if announce == nil {
+		t.Fatal("the log does not announce the generated secret key")
+	}
+	key, _ := announce["secret_key"].(string)
+	if !strings.HasPrefix(key, "sk_dev_") || !strings.Contains(fmt.Sprint(announce["try"]), "curl") {
+		t.Fatalf("announcement: got %v", announce)
+	}
+	if l := first.logged("database ready"); l == nil || !strings.HasPrefix(fmt.Sprint(l["store"]), "sqlite ") {
+		t.Fatalf("store: got %v, want SQLite", l)
+	}
+	status, a := first.call("POST", "/v1/sign_in_tokens", key, `{"user_id":"user_1"}`)
+	if status != 200 {
+		t.Fatalf("create: %d %v", status, a)
+	}
+	status, b := first.call("POST", "/v1/sign_in_tokens", key, `{"user_id":"user_2"}`)
+	if status != 200 {
+		t.Fatalf("create: %d %v", status, b)
+	}
+	if status, r := first.call("POST", "/v1/tickets/redeem", key, fmt.Sprintf(`{"ticket":%q}`, a["token"])); status != 200 || r["status"] != "accepted" {
+		t.Fatalf("redeem: %d %v", status, r)
+	}
+	if err := first.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+
+	second := start(t, env())
+	if second.logged("using a generated development secret key (kept in DATA_DIR); set SECRET_KEYS in production")["secret_key"] != key {
+		t.Error("the secret key changed across the restart")
+	}
+	if status, r := second.call("POST", "/v1/tickets/redeem", key, fmt.Sprintf(`{"ticket":%q}`, b["token"])); status != 200 || r["user_id"] != "user_2" {
+		t.Fatalf("redeem after restart: %d %v", status, r)
+	}
+	status, r := second.call("POST", "/v1/tickets/redeem", key, fmt.Sprintf(`{"ticket":%q}`, a["token"]))
+	if code := r["errors"].([]any)[0].(map[string]any)["code"]; status != 400 || code != "sign_in_token_already_used_code" {
+		t.Fatalf("second redeem after restart: %d %v", status, r)
+	}
+}
