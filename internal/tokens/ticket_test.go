@@ -1,0 +1,243 @@
+package tokens_test
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+)
+
+var testNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func newTicketer(t testing.TB) (*tokens.Ticketer, tokens.SigningKey) {
+	t.Helper()
+	ks, err := tokens.NewKeySet(tokens.GenerateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tokens.NewTicketer(ks, "https://issuer.test", func() time.Time { return testNow }), ks.Signer()
+}
+
+func validToken() tokens.Token {
+	return tokens.Token{ID: "sit_2pQxAbCdEfGhIjKlMnOpQrStUvW", UserID: "user_1", OrgID: "org_1",
+		CreatedAt: testNow, ExpiresAt: testNow.Add(time.Hour)}
+}
+
+func validClaims() jwt.MapClaims {
+	return jwt.MapClaims{
+		"iss": "https://issuer.test", "sub": "user_1", "jti": "sit_2pQxAbCdEfGhIjKlMnOpQrStUvW",
+		"sid": "sit_2pQxAbCdEfGhIjKlMnOpQrStUvW", "st": "sign_in_token",
+		"iat": testNow.Unix(), "exp": testNow.Add(time.Hour).Unix(),
+	}
+}
+
+// sign signs claims with method and key, setting kid when given.
+func sign(t *testing.T, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
+	t.Helper()
+	jt := jwt.NewWithClaims(method, claims)
+	if kid != "" {
+		jt.Header["kid"] = kid
+	}
+	s, err := jt.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func b64(v any) string {
+	raw, _ := json.Marshal(v)
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+func TestSignVerifyRoundTrip(t *testing.T) {
+	tk, key := newTicketer(t)
+	ticket, err := tk.Sign(validToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := tk.Verify(ticket)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	want := validToken()
+	if claims.ID != want.ID || claims.SessionID != want.ID || claims.Subject != want.UserID ||
+		claims.OrgID != want.OrgID || claims.Type != "sign_in_token" || claims.Issuer != "https://issuer.test" ||
+		!claims.ExpiresAt.Equal(want.ExpiresAt) || !claims.IssuedAt.Equal(want.CreatedAt) {
+		t.Errorf("claims: got %+v", claims)
+	}
+	header := strings.Split(ticket, ".")[0]
+	if want := b64(map[string]string{"alg": "EdDSA", "kid": key.ID, "typ": "JWT"}); header != want {
+		t.Errorf("header: got %s, want %s", header, want)
+	}
+	again, _ := tk.Sign(validToken())
+	if again != ticket {
+		t.Error("signing the same token twice gave two tickets; Ed25519 is deterministic")
+	}
+}
+
+// TestVerifyRejectsForgeries is the table of hostile tickets: each must be
+// refused as invalid, never accepted and never reported as merely expired.
+func TestVerifyRejectsForgeries(t *testing.T) {
+	tk, key := newTicketer(t)
+	other := tokens.GenerateKey()
+	otherKS, _ := tokens.NewKeySet(other)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := sign(t, jwt.SigningMethodEdDSA, key.Private, key.ID, validClaims())
+	parts := strings.Split(valid, ".")
+	with := func(change func(jwt.MapClaims)) jwt.MapClaims {
+		c := validClaims()
+		change(c)
+		return c
+	}
+	tamperedClaims := validClaims()
+	tamperedClaims["sub"] = "user_admin"
+
+	cases := []struct {
+		name   string
+		ticket string
+	}{
+		{"empty", ""},
+		{"alg none", b64(map[string]string{"alg": "none", "typ": "JWT"}) + "." + parts[1] + "."},
+		{"alg none with kid", b64(map[string]string{"alg": "none", "kid": key.ID}) + "." + parts[1] + "."},
+		{"HS256 keyed with the public key", sign(t, jwt.SigningMethodHS256, []byte(key.Public), key.ID, validClaims())},
+		{"RS256", sign(t, jwt.SigningMethodRS256, rsaKey, key.ID, validClaims())},
+		{"unknown kid", sign(t, jwt.SigningMethodEdDSA, key.Private, "not-a-key-of-ours", validClaims())},
+		{"missing kid", sign(t, jwt.SigningMethodEdDSA, key.Private, "", validClaims())},
+		{"another key under our kid", sign(t, jwt.SigningMethodEdDSA, other, key.ID, validClaims())},
+		{"another key under its own kid", sign(t, jwt.SigningMethodEdDSA, other, otherKS.Signer().ID, validClaims())},
+		{"wrong iss", sign(t, jwt.SigningMethodEdDSA, key.Private, key.ID, with(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" }))},
+		{"wrong st", sign(t, jwt.SigningMethodEdDSA, key.Private, key.ID, with(func(c jwt.MapClaims) { c["st"] = "session" }))},
+		{"no exp", sign(t, jwt.SigningMethodEdDSA, key.Private, key.ID, with(func(c jwt.MapClaims) { delete(c, "exp") }))},
+		{"no iat", sign(t, jwt.SigningMethodEdDSA, key.Private, key.ID, with(func(c jwt.MapClaims) { delete(c, "iat") }))},
+		{"no sub", sign(t, jwt.SigningMethodEdDSA, key.Private, key.ID, with(func(c jwt.MapClaims) { delete(c, "sub") }))},
+		{"sid differs from jti", sign(t, jwt.SigningMethodEdDSA, key.Private, key.ID, with(func(c jwt.MapClaims) { c["sid"] = "sit_other" }))},
+		{"jti with SQL", sign(t, jwt.SigningMethodEdDSA, key.Private, key.ID, with(func(c jwt.MapClaims) {
+			c["jti"], c["sid"] = "sit_x' OR '1'='1", "sit_x' OR '1'='1"
+		}))},
+		{"exp as string", sign(t, jwt.SigningMethodEdDSA, key.Private, key.ID, with(func(c jwt.MapClaims) { c["exp"] = "never" }))},
+		{"expired and wrong iss", sign(t, jwt.SigningMethodEdDSA, key.Private, key.ID, with(func(c jwt.MapClaims) {
+			c["exp"], c["iss"] = testNow.Add(-time.Hour).Unix(), "https://evil.test"
+		}))},
+		{"tampered payload", parts[0] + "." + b64(tamperedClaims) + "." + parts[2]},
+		{"signature stripped", parts[0] + "." + parts[1] + "."},
+		{"signature of another ticket", parts[0] + "." + parts[1] + "." +
+			strings.Split(sign(t, jwt.SigningMethodEdDSA, key.Private, key.ID, tamperedClaims), ".")[2]},
+		{"padded base64", parts[0] + "=." + parts[1] + "." + parts[2]},
+		{"jwk header with the attacker's key", func() string {
+			jt := jwt.NewWithClaims(jwt.SigningMethodEdDSA, validClaims())
+			jt.Header["jwk"] = otherKS.JWKS()[0]
+			jt.Header["jku"] = "https://evil.test/jwks.json"
+			s, _ := jt.SignedString(other)
+			return s
+		}()},
+		{"two segments", parts[0] + "." + parts[1]},
+		{"four segments", valid + ".AAAA"},
+		{"1 MB of dots", strings.Repeat(".", 1<<20)},
+		{"far larger than any ticket we issue", sign(t, jwt.SigningMethodEdDSA, key.Private, key.ID,
+			with(func(c jwt.MapClaims) { c["pad"] = strings.Repeat("x", 8000) }))},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			claims, err := tk.Verify(tc.ticket)
+			if !errors.Is(err, tokens.ErrTicketInvalid) {
+				t.Errorf("got claims %+v, err %v; want %v", claims, err, tokens.ErrTicketInvalid)
+			}
+		})
+	}
+	// The untouched ticket passes, so the table above fails for its own reasons.
+	if _, err := tk.Verify(valid); err != nil {
+		t.Fatalf("control ticket: %v", err)
+	}
+}
+
+func TestVerifyExpiry(t *testing.T) {
+	key := tokens.GenerateKey()
+	ks, _ := tokens.NewKeySet(key)
+	now := testNow
+	tk := tokens.NewTicketer(ks, "https://issuer.test", func() time.Time { return now })
+	ticket, _ := tk.Sign(validToken()) // expires at testNow + 1h
+	for _, tc := range []struct {
+		at   time.Duration
+		want error
+	}{
+		{0, nil},
+		{time.Hour - time.Second, nil},
+		{time.Hour, tokens.ErrTicketExpired},
+		{48 * time.Hour, tokens.ErrTicketExpired},
+	} {
+		now = testNow.Add(tc.at)
+		if _, err := tk.Verify(ticket); !errors.Is(err, tc.want) && !(err == nil && tc.want == nil) {
+			t.Errorf("at +%s: got %v, want %v", tc.at, err, tc.want)
+		}
+	}
+}
+
+// TestKeyRotation: a ticket signed by the old key verifies while the old key
+// is still in the set behind a new one, and fails once it is removed.
+func TestKeyRotation(t *testing.T) {
+	oldKey, newKey := tokens.GenerateKey(), tokens.GenerateKey()
+	clock := func() time.Time { return testNow }
+	before, _ := tokens.NewKeySet(oldKey)
+	ticket, err := tokens.NewTicketer(before, "iss", clock).Sign(validToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, _ := tokens.NewKeySet(newKey, oldKey)
+	during := tokens.NewTicketer(rotated, "iss", clock)
+	if _, err := during.Verify(ticket); err != nil {
+		t.Errorf("old ticket with the old key second: got %v, want it valid", err)
+	}
+	fresh, _ := during.Sign(validToken())
+	if !strings.Contains(fresh, ".") || strings.Split(fresh, ".")[0] == strings.Split(ticket, ".")[0] {
+		t.Error("after rotation the new key does not sign")
+	}
+	after, _ := tokens.NewKeySet(newKey)
+	if _, err := tokens.NewTicketer(after, "iss", clock).Verify(ticket); !errors.Is(err, tokens.ErrTicketInvalid) {
+		t.Errorf("old ticket after the old key is removed: got %v, want %v", err, tokens.ErrTicketInvalid)
+	}
+}
+
+func TestPEMRoundTrip(t *testing.T) {
+	a, b := tokens.GenerateKey(), tokens.GenerateKey()
+	data, err := tokens.EncodePEM(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tokens.ParsePEM(data)
+	if err != nil || len(got) != 2 || !got[0].Equal(a) || !got[1].Equal(b) {
+		t.Fatalf("got %d keys, err %v; want the two keys in order", len(got), err)
+	}
+	for _, bad := range []string{"", "not pem", "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"} {
+		if _, err := tokens.ParsePEM([]byte(bad)); err == nil {
+			t.Errorf("ParsePEM(%q): got no error", bad)
+		}
+	}
+}
+
+func TestNewID(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		id := tokens.NewID()
+		if len(id) != 31 || !strings.HasPrefix(id, "sit_") || !tokens.ValidID(id) || seen[id] {
+			t.Fatalf("id %q: want sit_ and 27 unique base62 characters", id)
+		}
+		seen[id] = true
+	}
+	for _, bad := range []string{"", "sit_a/b", "sit_' OR 1=1", "sit_%2F", strings.Repeat("a", 65)} {
+		if tokens.ValidID(bad) {
+			t.Errorf("ValidID(%q): got true", bad)
+		}
+	}
+}
