@@ -35,6 +35,7 @@ type Config struct {
 	DefaultExpiresIn time.Duration
 	MaxExpiresIn     time.Duration
 	Now              func() time.Time // defaults to time.Now
+	Observer         Observer         // optional, told of every change of state
 }
 
 // Service carries out the verbs on sign-in tokens.
@@ -45,14 +46,18 @@ type Service struct {
 	defaultTTL time.Duration
 	maxTTL     time.Duration
 	clock      func() time.Time
+	observer   Observer
 }
 
 // NewService returns a Service for cfg.
 func NewService(cfg Config) *Service {
 	s := &Service{store: cfg.Store, tickets: cfg.Ticketer, users: cfg.Users,
-		defaultTTL: cfg.DefaultExpiresIn, maxTTL: cfg.MaxExpiresIn, clock: cfg.Now}
+		defaultTTL: cfg.DefaultExpiresIn, maxTTL: cfg.MaxExpiresIn, clock: cfg.Now, observer: cfg.Observer}
 	if s.clock == nil {
 		s.clock = time.Now
+	}
+	if s.observer == nil {
+		s.observer = nopObserver{}
 	}
 	return s
 }
@@ -104,6 +109,7 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (Created, error) {
 		if err := s.store.Create(ctx, tok); err != nil {
 			return Created{}, err
 		}
+		s.observer.Created(tok)
 		return Created{Token: tok, Ticket: ticket}, nil
 	}
 	stored, created, err := s.store.CreateIdempotent(ctx, tok, p.IdempotencyKey,
@@ -112,6 +118,7 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (Created, error) {
 		return Created{}, err
 	}
 	if created {
+		s.observer.Created(tok)
 		return Created{Token: tok, Ticket: ticket}, nil
 	}
 	// A retry: the same claims signed again give the same ticket, so nothing
@@ -201,12 +208,23 @@ func (s *Service) Revoke(ctx context.Context, id string) (Token, error) {
 		e.LongMessage = fmt.Sprintf("Sign in token cannot be revoked because its status is %s. Only pending tokens can be revoked.", tok.Status)
 		return tok, &e
 	}
+	s.observer.Revoked(tok)
 	return tok, nil
 }
 
 // Redeem accepts a ticket once: the first call for a valid, pending,
 // unexpired ticket moves its token to accepted; every other call fails.
 func (s *Service) Redeem(ctx context.Context, ticket string) (Token, error) {
+	tok, err := s.redeem(ctx, ticket)
+	if err != nil {
+		s.observer.RedeemFailed(err)
+		return Token{}, err
+	}
+	s.observer.Redeemed(tok)
+	return tok, nil
+}
+
+func (s *Service) redeem(ctx context.Context, ticket string) (Token, error) {
 	if ticket == "" {
 		return Token{}, ParamMissing("ticket")
 	}

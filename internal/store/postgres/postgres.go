@@ -102,6 +102,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return storeErr(ctx, "ping", s.pool.Ping(ctx))
 }
 
+// Stat returns the connection pool's figures, for metrics.
+func (s *Store) Stat() *pgxpool.Stat { return s.pool.Stat() }
+
 // Close closes the pool, waiting for connections in use to be returned.
 func (s *Store) Close() error {
 	s.pool.Close()

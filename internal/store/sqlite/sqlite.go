@@ -92,6 +92,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return storeErr("ping", s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&tables))
 }
 
+// Stats returns the connection pool's figures, for metrics.
+func (s *Store) Stats() sql.DBStats { return s.db.Stats() }
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
