@@ -52,10 +52,10 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := tokens.ListFilter{UserID: q.Get("user_id"), Status: tokens.Status(q.Get("status"))}
 	var err error
-	if f.Limit, err = queryInt(q.Get("limit"), "limit"); err != nil {
+	if f.Limit, err = queryInt(q.Get("limit"), "limit", tokens.DefaultListLimit); err != nil {
 		return err
 	}
-	if f.Offset, err = queryInt(q.Get("offset"), "offset"); err != nil {
+	if f.Offset, err = queryInt(q.Get("offset"), "offset", 0); err != nil {
 		return err
 	}
 	found, total, err := s.service.List(r.Context(), f)
@@ -70,10 +70,10 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// queryInt parses an optional integer query parameter; "" gives 0.
-func queryInt(v, name string) (int, error) {
+// queryInt parses an optional integer query parameter; "" gives def.
+func queryInt(v, name string, def int) (int, error) {
 	if v == "" {
-		return 0, nil
+		return def, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil {

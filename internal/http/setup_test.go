@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -60,6 +61,8 @@ type options struct {
 	signInURL string
 	users     tokens.UserDirectory
 	limits    apihttp.RateLimits
+	keys      []ed25519.PrivateKey // default: one new key
+	dbURL     string               // default: a new schema
 }
 
 func setup(t *testing.T, opts ...func(*options)) *bundle {
@@ -69,7 +72,13 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 		f(&o)
 	}
 	ctx := context.Background()
-	st, _, err := store.Open(ctx, pgtest.URL(t), "")
+	if o.dbURL == "" {
+		o.dbURL = pgtest.URL(t)
+	}
+	if o.keys == nil {
+		o.keys = []ed25519.PrivateKey{tokens.GenerateKey()}
+	}
+	st, _, err := store.Open(ctx, o.dbURL, "")
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -77,7 +86,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 		t.Fatalf("migrate: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	keys, err := tokens.NewKeySet(tokens.GenerateKey())
+	keys, err := tokens.NewKeySet(o.keys...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -176,11 +176,9 @@ func (s *Service) Get(ctx context.Context, id string) (Token, error) {
 	return s.store.Get(ctx, id)
 }
 
-// List returns the tokens matching f, newest first, and how many match in all.
+// List returns the tokens matching f, newest first, and how many match in
+// all. f.Limit must be from 1 to MaxListLimit.
 func (s *Service) List(ctx context.Context, f ListFilter) ([]Token, int, error) {
-	if f.Limit == 0 {
-		f.Limit = DefaultListLimit
-	}
 	switch {
 	case f.Limit < 1 || f.Limit > MaxListLimit:
 		return nil, 0, ParamValueInvalid("limit", fmt.Sprintf("must be between 1 and %d.", MaxListLimit))
