@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
+	"github.com/signin-tokens/signin-tokens/internal/metrics"
 	"github.com/signin-tokens/signin-tokens/internal/store"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 	"github.com/signin-tokens/signin-tokens/internal/userdir"
@@ -82,7 +83,10 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 	}
 	defer gate.Close()
 
+	stats := metrics.New()
+	stats.WatchPool(gate.poolStats)
 	service := tokens.NewService(tokens.Config{
+		Observer:         stats,
 		Store:            gate,
 		Ticketer:         tokens.NewTicketer(keys, cfg.Issuer, time.Now),
 		Users:            users,
@@ -95,6 +99,8 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		SignInURL:    cfg.SignInURL,
 		Logger:       log,
 		MaxBodyBytes: cfg.MaxBodyBytes,
+		Observer:     stats.ObserveRequest,
+		Extra:        map[string]http.Handler{"/metrics": stats.Handler()},
 		RateLimits: apihttp.RateLimits{RedeemPerAddress: cfg.RedeemRateLimit,
 			AdminPerKey: cfg.AdminRateLimit, TrustedProxies: cfg.TrustedProxies},
 	})

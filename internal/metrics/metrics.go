@@ -1,0 +1,220 @@
+// Package metrics keeps the service's Prometheus metrics: HTTP requests by
+// route, method and status with their latency; tokens created, revoked and
+// redeemed, with the outcome of every refused redemption; and the database
+// connection pool's figures. Handler serves them for /metrics.
+package metrics
+
+import (
+	"database/sql"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+)
+
+// namespace prefixes every metric this package defines.
+const namespace = "signin_tokens"
+
+// Outcomes of a refused redemption, the values of the outcome label.
+const (
+	OutcomeAlreadyUsed = "already_used" // the ticket was redeemed before
+	OutcomeRevoked     = "revoked"      // its token was revoked
+	OutcomeExpired     = "expired"      // past its expiry
+	OutcomeInvalid     = "invalid"      // not a ticket we signed, or not the one stored
+	OutcomeNotFound    = "not_found"    // signed by us, but no such token is stored
+	OutcomeMissing     = "missing"      // no ticket in the request
+	OutcomeUnavailable = "unavailable"  // the database could not be reached
+	OutcomeError       = "error"        // anything else
+)
+
+// outcomeByCode names the outcome of each error code a redemption can fail with.
+var outcomeByCode = map[string]string{
+	tokens.CodeAlreadyUsed:   OutcomeAlreadyUsed,
+	tokens.CodeRevoked:       OutcomeRevoked,
+	tokens.CodeTicketExpired: OutcomeExpired,
+	tokens.CodeTicketInvalid: OutcomeInvalid,
+	tokens.CodeCannotBeUsed:  OutcomeNotFound,
+	tokens.CodeParamMissing:  OutcomeMissing,
+	tokens.CodeUnavailable:   OutcomeUnavailable,
+}
+
+// RedeemOutcome returns the outcome label for a redemption refused with err.
+func RedeemOutcome(err error) string {
+	if o, ok := outcomeByCode[tokens.ErrorCode(err)]; ok {
+		return o
+	}
+	return OutcomeError
+}
+
+// Metrics holds every metric and the registry that serves them. It is a
+// tokens.Observer, and its ObserveRequest is an HTTP request observer.
+type Metrics struct {
+	registry       *prometheus.Registry
+	requests       *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	created        prometheus.Counter
+	revoked        prometheus.Counter
+	redeemed       prometheus.Counter
+	redeemFailures *prometheus.CounterVec
+}
+
+var _ tokens.Observer = (*Metrics)(nil)
+
+// New returns a Metrics with its own registry, which also carries the Go
+// runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "http_requests_total",
+			Help: "HTTP requests answered, by route pattern, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "http_request_duration_seconds",
+			Help:    "Time to answer HTTP requests, by route pattern and method.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+		created: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "tokens_created_total",
+			Help: "Sign-in tokens created (idempotent replays not counted).",
+		}),
+		revoked: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "tokens_revoked_total",
+			Help: "Sign-in tokens revoked.",
+		}),
+		redeemed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "tokens_redeemed_total",
+			Help: "Tickets redeemed: sign-in tokens accepted.",
+		}),
+		redeemFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "token_redemption_failures_total",
+			Help: "Redemptions refused, by outcome: already_used, revoked, expired, invalid, not_found, missing, unavailable, error.",
+		}, []string{"outcome"}),
+	}
+	// Every outcome is shown from the start, so rate() and alerts see a zero
+	// rather than a missing series.
+	for _, o := range []string{OutcomeAlreadyUsed, OutcomeRevoked, OutcomeExpired, OutcomeInvalid,
+		OutcomeNotFound, OutcomeMissing, OutcomeUnavailable, OutcomeError} {
+		m.redeemFailures.WithLabelValues(o)
+	}
+	m.registry.MustRegister(m.requests, m.latency, m.created, m.revoked, m.redeemed, m.redeemFailures,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// ObserveRequest counts one answered request and its latency. Its signature
+// is the HTTP server's RequestObserver.
+func (m *Metrics) ObserveRequest(route, method string, status int, elapsed time.Duration) {
+	method = methodLabel(method)
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route, method).Observe(elapsed.Seconds())
+}
+
+// methodLabel keeps the method label to the standard methods, so a client
+// sending made-up methods cannot create new series without end.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "OTHER"
+}
+
+// Created counts a new token.
+func (m *Metrics) Created(tokens.Token) { m.created.Inc() }
+
+// Revoked counts a revoked token.
+func (m *Metrics) Revoked(tokens.Token) { m.revoked.Inc() }
+
+// Redeemed counts an accepted ticket.
+func (m *Metrics) Redeemed(tokens.Token) { m.redeemed.Inc() }
+
+// RedeemFailed counts a refused redemption under its outcome.
+func (m *Metrics) RedeemFailed(err error) { m.redeemFailures.WithLabelValues(RedeemOutcome(err)).Inc() }
+
+// PoolStats are a database connection pool's figures at one moment.
+type PoolStats struct {
+	MaxConns     int           // the most connections the pool opens; 0: no limit
+	InUseConns   int           // connections lent out
+	IdleConns    int           // connections open and waiting to be lent
+	WaitCount    int64         // requests for a connection that had to wait, since start
+	WaitDuration time.Duration // the time they waited, in all
+}
+
+// PgxPoolStats converts a PostgreSQL pool's figures.
+func PgxPoolStats(s *pgxpool.Stat) PoolStats {
+	return PoolStats{
+		MaxConns:     int(s.MaxConns()),
+		InUseConns:   int(s.AcquiredConns()),
+		IdleConns:    int(s.IdleConns()),
+		WaitCount:    s.EmptyAcquireCount(),
+		WaitDuration: s.EmptyAcquireWaitTime(),
+	}
+}
+
+// SQLDBStats converts a database/sql pool's figures, SQLite's here.
+func SQLDBStats(s sql.DBStats) PoolStats {
+	return PoolStats{
+		MaxConns:     s.MaxOpenConnections,
+		InUseConns:   s.InUse,
+		IdleConns:    s.Idle,
+		WaitCount:    s.WaitCount,
+		WaitDuration: s.WaitDuration,
+	}
+}
+
+// WatchPool exports the figures stats returns at each scrape. stats answers
+// false while there is no pool yet (the database is still being connected),
+// and the pool's series are then left out.
+func (m *Metrics) WatchPool(stats func() (PoolStats, bool)) {
+	m.registry.MustRegister(&poolCollector{stats: stats})
+}
+
+var (
+	poolMaxDesc = prometheus.NewDesc(namespace+"_db_connections_max",
+		"The most database connections the pool opens; 0: no limit.", nil, nil)
+	poolConnsDesc = prometheus.NewDesc(namespace+"_db_connections",
+		"Open database connections, by state: in_use or idle.", []string{"state"}, nil)
+	poolWaitsDesc = prometheus.NewDesc(namespace+"_db_connection_waits_total",
+		"Requests for a database connection that had to wait for one.", nil, nil)
+	poolWaitSecondsDesc = prometheus.NewDesc(namespace+"_db_connection_wait_seconds_total",
+		"Time spent waiting for a database connection.", nil, nil)
+)
+
+// poolCollector reads the pool's figures when scraped, so they are never stale.
+type poolCollector struct {
+	stats func() (PoolStats, bool)
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- poolMaxDesc
+	ch <- poolConnsDesc
+	ch <- poolWaitsDesc
+	ch <- poolWaitSecondsDesc
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	s, ok := c.stats()
+	if !ok {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(poolMaxDesc, prometheus.GaugeValue, float64(s.MaxConns))
+	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.InUseConns), "in_use")
+	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.IdleConns), "idle")
+	ch <- prometheus.MustNewConstMetric(poolWaitsDesc, prometheus.CounterValue, float64(s.WaitCount))
+	ch <- prometheus.MustNewConstMetric(poolWaitSecondsDesc, prometheus.CounterValue, s.WaitDuration.Seconds())
+}
