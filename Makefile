@@ -21,6 +21,17 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
+## fuzz: each fuzz target for FUZZTIME (CI runs this after the tests)
+FUZZTIME ?= 5s
+FUZZ_TARGETS := ./internal/tokens:FuzzVerify ./internal/http:FuzzCreateRequest \
+	./internal/http:FuzzRedeemRequest ./internal/http:FuzzListQuery
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
 ## test-short: the tests without the race detector
 test-short:
 	$(GO) test -count=1 ./...
