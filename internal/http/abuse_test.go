@@ -165,12 +165,32 @@ func TestBadRequests(t *testing.T) {
 				}
 			} else {
 				r.wantError(t, tc.status, tc.code)
+				if tc.status == 405 && r.header.Get("Allow") == "" {
+					t.Error("405 without an Allow header")
+				}
 				if got := r.meta()["param_name"]; tc.param != "" && got != tc.param {
 					t.Errorf("meta.param_name: got %v, want %s", got, tc.param)
 				}
 			}
 			b.wantUnchanged(before)
 		})
+	}
+}
+
+func TestMethodNotAllowedListsAllowed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for path, want := range map[string]string{
+		"/v1/tickets/redeem":          "POST",
+		"/sign_in_tokens/":            "GET, POST",
+		"/v1/sign_in_tokens/sit_x":    "GET",
+		"/v1/sign_in_tokens/x/revoke": "POST",
+	} {
+		r := b.do("PATCH", path, "")
+		r.wantError(t, 405, "request_method_not_allowed")
+		if got := r.header.Get("Allow"); got != want {
+			t.Errorf("PATCH %s: Allow %q, want %q", path, got, want)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -132,4 +133,21 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 
 func notFound(w http.ResponseWriter, r *http.Request) error { return errRouteNotFound }
 
-func methodNotAllowed(w http.ResponseWriter, r *http.Request) error { return errMethodNotAllowed }
+// methodNotAllowed answers 405 with an Allow header listing the methods the
+// path does serve.
+func methodNotAllowed(routes chi.Routes) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		path := r.URL.Path
+		if len(path) > 1 {
+			path = strings.TrimSuffix(path, "/")
+		}
+		var allowed []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if routes.Match(chi.NewRouteContext(), m, path) {
+				allowed = append(allowed, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		return errMethodNotAllowed
+	}
+}

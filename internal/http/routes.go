@@ -15,11 +15,12 @@ func (s *Server) routes(cfg Config) http.Handler {
 	r.Use(middleware.StripSlashes)
 	r.Use(limitBody(cfg.MaxBodyBytes))
 	r.NotFound(handle(notFound))
-	r.MethodNotAllowed(handle(methodNotAllowed))
+	r.MethodNotAllowed(handle(methodNotAllowed(r)))
 
 	r.Get("/healthz", handle(s.healthz))
 	r.Get("/readyz", handle(s.readyz))
 	r.Get("/.well-known/jwks.json", handle(s.jwks))
+	r.Get("/openapi.yaml", openAPIDocument)
 	for path, h := range cfg.Extra {
 		r.Handle(path, h)
 	}
