@@ -6,7 +6,7 @@ BIN      := bin/server
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export TEST_DATABASE_URL
 
-.PHONY: run build test test-short fuzz bench vet clean
+.PHONY: run build test test-short fuzz bench bench-go vet clean
 
 ## run: start the service with zero configuration (SQLite and dev keys under ./data)
 run:
@@ -31,6 +31,17 @@ fuzz:
 		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+## bench: load the service and the raw pgx baseline in the same run (docs/benchmarks.md);
+## BENCH_FLAGS passes more flags, e.g. BENCH_FLAGS="-seed 1000000 -c 32"
+BENCH_FLAGS ?=
+bench: build
+	$(GO) build -o bin/loadgen ./cmd/loadgen
+	bin/loadgen -server $(BIN) $(BENCH_FLAGS)
+
+## bench-go: the Go micro-benchmarks, with allocation counts
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/tokens ./internal/http
 
 ## test-short: the tests without the race detector
 test-short:

@@ -38,6 +38,7 @@ type Config struct {
 	RetentionInterval time.Duration
 	ShutdownTimeout   time.Duration
 	MaxBodyBytes      int64
+	PprofAddr         string
 }
 
 // envVar documents one environment variable; the table drives both loading
@@ -67,6 +68,7 @@ var envVars = []envVar{
 	{"RETENTION_INTERVAL", "1m", "how often the retention sweep runs"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight requests may run after SIGTERM"},
 	{"MAX_BODY_BYTES", "65536", "largest request body accepted"},
+	{"PPROF_ADDR", "", "address for Go's pprof profiles, e.g. 127.0.0.1:6060; empty: off. Never expose it"},
 }
 
 // loadConfig reads the configuration and validates it; errors name the variable.
@@ -178,6 +180,12 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	c.MaxBodyBytes = int64(count("MAX_BODY_BYTES"))
 	if c.MaxBodyBytes < 1024 {
 		fail("MAX_BODY_BYTES", "must be at least 1024")
+	}
+	c.PprofAddr = get("PPROF_ADDR")
+	if c.PprofAddr != "" {
+		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
+			fail("PPROF_ADDR", "must be host:port, got %q", c.PprofAddr)
+		}
 	}
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))

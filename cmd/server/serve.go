@@ -115,6 +115,11 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 	}
 	log.Info().Str("addr", ln.Addr().String()).Str("version", versionString()).
 		Int("signing_keys", len(keys.Keys())).Str("kid", keys.Signer().ID).Msg("listening")
+	if cfg.PprofAddr != "" {
+		if err := servePprof(ctx, cfg.PprofAddr, log); err != nil {
+			return fmt.Errorf("PPROF_ADDR: %w", err)
+		}
+	}
 	if cfg.RetentionPeriod > 0 {
 		go sweep(ctx, gate, cfg.RetentionPeriod, cfg.RetentionInterval, log)
 	}

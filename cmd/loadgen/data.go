@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+)
+
+// tokenColumnNames are the sign_in_tokens columns COPY fills.
+var tokenColumnNames = []string{"id", "user_id", "org_id", "status", "ticket_hash",
+	"created_at", "updated_at", "expires_at", "accepted_at", "revoked_at"}
+
+// prepare stores n pending tokens with real tickets, signed with the
+// service's key, for a redeem run; it is not timed.
+func (b *bench) prepare(ctx context.Context, n int) ([]issued, error) {
+	if b.ticketer == nil {
+		return nil, errors.New("no signing key to prepare tickets with")
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	items := make([]issued, n)
+	toks := make([]tokens.Token, n)
+	var wg sync.WaitGroup
+	var signErr error
+	var once sync.Once
+	parts := runtime.GOMAXPROCS(0)
+	for p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := p; i < n; i += parts {
+				t := tokens.Token{ID: tokens.NewID(), UserID: fmt.Sprintf("user_%d", i%100_000),
+					Status: tokens.StatusPending, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}
+				ticket, err := b.ticketer.Sign(t)
+				if err != nil {
+					once.Do(func() { signErr = err })
+					return
+				}
+				t.TicketHash = tokens.HashTicket(ticket)
+				toks[i] = t
+				items[i] = issued{ticket: ticket, id: t.ID, hash: t.TicketHash}
+			}
+		}()
+	}
+	wg.Wait()
+	if signErr != nil {
+		return nil, signErr
+	}
+	i := 0
+	_, err := b.admin.CopyFrom(ctx, pgx.Identifier{"sign_in_tokens"}, tokenColumnNames,
+		pgx.CopyFromFunc(func() ([]any, error) {
+			if i == n {
+				return nil, nil
+			}
+			t := toks[i]
+			i++
+			return []any{t.ID, t.UserID, nil, string(t.Status), t.TicketHash,
+				t.CreatedAt, t.UpdatedAt, t.ExpiresAt, nil, nil}, nil
+		}))
+	return items, err
+}
+
+// seed COPYs n tokens spread over 100,000 users and the last 30 days, most
+// of them pending, then vacuums and analyses the table as autovacuum would.
+func (b *bench) seed(ctx context.Context, n int) error {
+	fmt.Fprintf(b.out, "seeding %s tokens with COPY ... ", thousands(n))
+	began := time.Now()
+	rng := rand.New(rand.NewPCG(1, 2))
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	const month = 30 * 24 * time.Hour
+	hash := make([]byte, 32)
+	i := 0
+	row := make([]any, len(tokenColumnNames))
+	_, err := b.admin.CopyFrom(ctx, pgx.Identifier{"sign_in_tokens"}, tokenColumnNames,
+		pgx.CopyFromFunc(func() ([]any, error) {
+			if i == n {
+				return nil, nil
+			}
+			i++
+			for j := 0; j < len(hash); j += 8 {
+				v := rng.Uint64()
+				for k := 0; k < 8; k++ {
+					hash[j+k] = byte(v >> (8 * k))
+				}
+			}
+			created := now.Add(-time.Duration(rng.Int64N(int64(month))))
+			updated := created.Add(time.Duration(rng.Int64N(int64(time.Hour))))
+			var accepted, revoked any
+			status := tokens.StatusPending
+			switch p := rng.IntN(100); {
+			case p < 25:
+				status, accepted = tokens.StatusAccepted, updated
+			case p < 30:
+				status, revoked = tokens.StatusRevoked, updated
+			default:
+				updated = created
+			}
+			row[0], row[1], row[2], row[3], row[4] = tokens.NewID(), fmt.Sprintf("user_%d", rng.IntN(100_000)), nil, string(status), hash
+			row[5], row[6], row[7], row[8], row[9] = created, updated, created.Add(month), accepted, revoked
+			return row, nil
+		}))
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	copied := time.Since(began)
+	if _, err := b.admin.Exec(ctx, "VACUUM (ANALYZE) sign_in_tokens"); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	fmt.Fprintf(b.out, "COPY %.1fs (%.0f rows/s), VACUUM ANALYZE %.1fs\n\n",
+		copied.Seconds(), float64(n)/copied.Seconds(), (time.Since(began) - copied).Seconds())
+	b.fresh = false // from now on the stored tokens stay
+	return nil
+}
+
+// listByUserSQL and countByUserSQL are the two statements the PostgreSQL
+// store's List sends for a user_id filter, as one batch.
+const (
+	listByUserSQL = `SELECT id, user_id, coalesce(org_id, ''), status, ticket_hash,
+	created_at, updated_at, expires_at, accepted_at, revoked_at FROM sign_in_tokens WHERE user_id = $1
+		ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3`
+	countByUserSQL = `SELECT count(*) FROM sign_in_tokens WHERE user_id = $1`
+)
+
+// explainList prints the plans of list-by-user on the seeded table.
+func (b *bench) explainList(ctx context.Context) error {
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{listByUserSQL, []any{"user_4242", 10, 0}},
+		{countByUserSQL, []any{"user_4242"}},
+	} {
+		rows, err := b.admin.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+q.sql, q.args...)
+		if err != nil {
+			return fmt.Errorf("explain: %w", err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("explain: %w", err)
+		}
+		fmt.Fprintf(b.out, "EXPLAIN (ANALYZE, BUFFERS) %s\n", oneLine(q.sql))
+		for _, l := range lines {
+			fmt.Fprintln(b.out, "  "+l)
+		}
+		fmt.Fprintln(b.out)
+	}
+	return nil
+}
+
+func oneLine(s string) string {
+	out := make([]byte, 0, len(s))
+	space := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\n' || c == '\t' || c == ' ' {
+			space = true
+			continue
+		}
+		if space && len(out) > 0 {
+			out = append(out, ' ')
+		}
+		space = false
+		out = append(out, c)
+	}
+	return string(out)
+}

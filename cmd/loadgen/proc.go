@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTick is the unit of /proc/<pid>/stat CPU times (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// processCPU is a process's user and system CPU time so far, from
+// /proc/<pid>/stat; 0 when it cannot be read.
+func processCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; the fields after it are fixed.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64) // field 14 of stat
+	stime, _ := strconv.ParseInt(fields[12], 10, 64) // field 15
+	return time.Duration(utime+stime) * clockTick
+}
+
+// peakRSS is a process's peak resident set (VmHWM) in KiB; 0 when unknown.
+func peakRSS(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb
+		}
+	}
+	return 0
+}
+
+// cpuByPid is the CPU time of a set of processes.
+type cpuByPid map[int]time.Duration
+
+// since sums how much CPU the processes used after before was taken; a
+// process that started in between counts from zero.
+func (now cpuByPid) since(before cpuByPid) time.Duration {
+	var total time.Duration
+	for pid, t := range now {
+		total += t - before[pid]
+	}
+	return total
+}
+
+// backendCPU is the CPU time of the Postgres backends connected to the bench
+// database. Postgres's shared processes (WAL writer, checkpointer) are left
+// out, as are other databases' backends on this shared server.
+func (b *bench) backendCPU(ctx context.Context) cpuByPid {
+	rows, err := b.admin.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	out := cpuByPid{}
+	for rows.Next() {
+		var pid int
+		if rows.Scan(&pid) == nil {
+			out[pid] = processCPU(pid)
+		}
+	}
+	return out
+}
+
+func sortDurations(d []time.Duration) { slices.Sort(d) }
+
+// percentile is the q-quantile (0..1) of sorted durations, nearest rank.
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
