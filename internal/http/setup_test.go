@@ -104,7 +104,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 		Service: svc, SecretKeys: []string{testKey, testKeyOther}, SignInURL: signIn,
 		Logger: zerolog.New(io.Discard), RateLimits: o.limits,
 	})
-	srv := httptest.NewServer(api)
+	srv := httptest.NewServer(validating(t, api))
 	t.Cleanup(srv.Close)
 	return &bundle{t: t, srv: srv, store: st, keys: keys, ticketer: ticketer, clock: clk}
 }
