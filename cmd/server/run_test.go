@@ -6,21 +6,65 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
+// logLines is a program's JSON log, one decoded line each, as it is written.
+type logLines struct {
+	mu    sync.Mutex
+	lines []map[string]any
+}
+
+// read decodes r line by line until it ends, and sends the address of the
+// "listening" line to listening.
+func (l *logLines) read(r io.Reader, listening chan<- string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line map[string]any
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			continue
+		}
+		l.mu.Lock()
+		l.lines = append(l.lines, line)
+		l.mu.Unlock()
+		if line["message"] == "listening" {
+			listening <- line["addr"].(string)
+		}
+	}
+}
+
+// all returns the log lines with the given message, oldest first.
+func (l *logLines) all(message string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var found []map[string]any
+	for _, line := range l.lines {
+		if line["message"] == message {
+			found = append(found, line)
+		}
+	}
+	return found
+}
+
+// logged returns the first log line with the given message.
+func (l *logLines) logged(message string) map[string]any {
+	if found := l.all(message); len(found) > 0 {
+		return found[0]
+	}
+	return nil
+}
+
 // instance is the real program started in-process by run.
 type instance struct {
+	logLines
 	t      *testing.T
 	base   string // http://127.0.0.1:PORT
 	cancel context.CancelFunc
 	done   chan error
-	mu     sync.Mutex
-	lines  []map[string]any // the log, one decoded line each
 }
 
 // start runs the program with env as its whole environment and waits until it
@@ -35,22 +79,7 @@ func start(t *testing.T, env map[string]string, args ...string) *instance {
 	pr, pw := io.Pipe()
 	in := &instance{t: t, cancel: cancel, done: make(chan error, 1)}
 	listening := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var line map[string]any
-			if json.Unmarshal(sc.Bytes(), &line) != nil {
-				continue
-			}
-			in.mu.Lock()
-			in.lines = append(in.lines, line)
-			in.mu.Unlock()
-			if line["message"] == "listening" {
-				listening <- line["addr"].(string)
-			}
-		}
-	}()
+	go in.read(pr, listening)
 	go func() {
 		err := run(ctx, append([]string{"server"}, args...), getenv, pw, io.Discard)
 		pw.Close()
@@ -83,42 +112,11 @@ func (in *instance) stop() error {
 	}
 }
 
-// logged returns the first log line with the given message.
-func (in *instance) logged(message string) map[string]any {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	for _, l := range in.lines {
-		if l["message"] == message {
-			return l
-		}
-	}
-	return nil
-}
-
 // call sends a request with key as bearer and decodes the JSON answer.
 func (in *instance) call(method, path, key, body string) (int, map[string]any) {
 	in.t.Helper()
-	req, err := http.NewRequest(method, in.base+path, strings.NewReader(body))
-	if err != nil {
-		in.t.Fatal(err)
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		in.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	raw, _ := io.ReadAll(resp.Body)
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &out); err != nil {
-			in.t.Fatalf("%s %s: %v: %s", method, path, err, raw)
-		}
-	}
-	return resp.StatusCode, out
+	r := mustSend(in.t, in.base, method, path, key, body)
+	return r.status, r.body
 }
 
 // TestZeroConfigRestart is a new user's first session: no configuration at
