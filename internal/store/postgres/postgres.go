@@ -64,7 +64,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	// tests sharing one database in separate schemas do not wait on each other.
 	var schema string
 	if err := s.pool.QueryRow(ctx, "SELECT coalesce(current_schema(), '')").Scan(&schema); err != nil {
-		return storeErr(ctx, "migrate", err)
+		return s.fail(ctx, "migrate", err)
 	}
 	locker, err := lock.NewPostgresSessionLocker(
 		lock.WithLockID(migrationLockID(schema)),
@@ -85,7 +85,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if _, err := provider.Up(ctx); err != nil {
-		return storeErr(ctx, "migrate", err)
+		return s.fail(ctx, "migrate", err)
 	}
 	return nil
 }
@@ -99,7 +99,7 @@ func migrationLockID(schema string) int64 {
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
-	return storeErr(ctx, "ping", s.pool.Ping(ctx))
+	return s.fail(ctx, "ping", s.pool.Ping(ctx))
 }
 
 // Stat returns the connection pool's figures, for metrics.
@@ -151,14 +151,14 @@ func insertTokenArgs(t tokens.Token) []any {
 // Create inserts a new token. An id already stored is an error.
 func (s *Store) Create(ctx context.Context, t tokens.Token) error {
 	_, err := s.pool.Exec(ctx, insertTokenSQL, insertTokenArgs(t)...)
-	return storeErr(ctx, "create token", err)
+	return s.fail(ctx, "create token", err)
 }
 
 // Get returns the token with the given id, or tokens.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (tokens.Token, error) {
 	t, err := scanToken(s.pool.QueryRow(ctx,
 		`SELECT `+tokenColumns+` FROM sign_in_tokens WHERE id = $1`, id))
-	return t, storeErr(ctx, "get token", err)
+	return t, s.fail(ctx, "get token", err)
 }
 
 // List returns the tokens matching f, newest first (id breaking ties), and
@@ -202,7 +202,7 @@ func (s *Store) List(ctx context.Context, f tokens.ListFilter) ([]tokens.Token, 
 		return row.Scan(&total)
 	})
 	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
-		return nil, 0, storeErr(ctx, "list tokens", err)
+		return nil, 0, s.fail(ctx, "list tokens", err)
 	}
 	return list, total, nil
 }
@@ -240,7 +240,7 @@ func (s *Store) transition(ctx context.Context, op, id, sql string, args ...any)
 		return t, true, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return tokens.Token{}, false, storeErr(ctx, op, err)
+		return tokens.Token{}, false, s.fail(ctx, op, err)
 	}
 	t, err = s.Get(ctx, id)
 	if err != nil {
@@ -269,20 +269,20 @@ func (s *Store) CreateIdempotent(ctx context.Context, t tokens.Token, key string
 	const op = "create token idempotently"
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return tokens.Token{}, false, storeErr(ctx, op, err)
+		return tokens.Token{}, false, s.fail(ctx, op, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) // no-op once committed
 
 	if _, err := tx.Exec(ctx, insertTokenSQL, insertTokenArgs(t)...); err != nil {
-		return tokens.Token{}, false, storeErr(ctx, op, err)
+		return tokens.Token{}, false, s.fail(ctx, op, err)
 	}
 	claimed, err := tx.Exec(ctx, claimKeySQL, key, requestHash, t.ID, t.CreatedAt, notBefore)
 	if err != nil {
-		return tokens.Token{}, false, storeErr(ctx, op, err)
+		return tokens.Token{}, false, s.fail(ctx, op, err)
 	}
 	if claimed.RowsAffected() == 1 {
 		if err := tx.Commit(ctx); err != nil {
-			return tokens.Token{}, false, storeErr(ctx, op, err)
+			return tokens.Token{}, false, s.fail(ctx, op, err)
 		}
 		return t, true, nil
 	}
@@ -293,7 +293,7 @@ func (s *Store) CreateIdempotent(ctx context.Context, t tokens.Token, key string
 	err = tx.QueryRow(ctx, `SELECT token_id, request_hash FROM idempotency_keys WHERE key = $1`, key).
 		Scan(&tokenID, &firstHash)
 	if err != nil {
-		return tokens.Token{}, false, storeErr(ctx, op, err)
+		return tokens.Token{}, false, s.fail(ctx, op, err)
 	}
 	if !bytes.Equal(firstHash, requestHash) {
 		return tokens.Token{}, false, tokens.ErrIdempotencyMismatch
@@ -301,7 +301,7 @@ func (s *Store) CreateIdempotent(ctx context.Context, t tokens.Token, key string
 	stored, err := scanToken(tx.QueryRow(ctx,
 		`SELECT `+tokenColumns+` FROM sign_in_tokens WHERE id = $1`, tokenID))
 	if err != nil {
-		return tokens.Token{}, false, storeErr(ctx, op, err)
+		return tokens.Token{}, false, s.fail(ctx, op, err)
 	}
 	return stored, false, nil
 }
@@ -331,16 +331,29 @@ WHERE key IN (
 // returns how many tokens it deleted. Several replicas may run it at once.
 func (s *Store) DeleteFinished(ctx context.Context, cutoff, keysCutoff time.Time, limit int) (int, error) {
 	if _, err := s.pool.Exec(ctx, deleteOldKeysSQL, keysCutoff); err != nil {
-		return 0, storeErr(ctx, "delete old idempotency keys", err)
+		return 0, s.fail(ctx, "delete old idempotency keys", err)
 	}
 	if limit <= 0 {
 		return 0, nil
 	}
 	deleted, err := s.pool.Exec(ctx, deleteFinishedSQL, cutoff, limit)
 	if err != nil {
-		return 0, storeErr(ctx, "delete finished tokens", err)
+		return 0, s.fail(ctx, "delete finished tokens", err)
 	}
 	return int(deleted.RowsAffected()), nil
+}
+
+// fail is storeErr for a query of s. After a broken connection it also
+// drops the pool's idle connections: they ran over the same network to the
+// same server and are most likely dead too, and the pool would otherwise
+// hand them to the next requests, which would fail though the database is
+// back. A timeout drops nothing: it may be a busy database, not a dead one.
+func (s *Store) fail(ctx context.Context, op string, err error) error {
+	err = storeErr(ctx, op, err)
+	if errors.Is(err, tokens.ErrUnavailable) && !pgconn.Timeout(err) {
+		s.pool.Reset()
+	}
+	return err
 }
 
 // storeErr puts err in the domain's terms: no row is tokens.ErrNotFound, a
