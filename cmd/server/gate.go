@@ -97,9 +97,31 @@ func (g *gate) Ping(ctx context.Context) error {
 	return st.Ping(ctx)
 }
 
+// Close closes the store once; later calls, and calls before it opened, do
+// nothing.
 func (g *gate) Close() error {
-	if p := g.st.Load(); p != nil {
+	if p := g.st.Swap(nil); p != nil {
 		return (*p).Close()
 	}
 	return nil
+}
+
+// closeWithin closes the store as Close does, but waits no longer than ctx
+// allows: closing waits for the connections in use, and a database that
+// stopped answering must not hold the process past its shutdown grace. The
+// close goes on in the background if it takes longer.
+func (g *gate) closeWithin(ctx context.Context) {
+	p := g.st.Swap(nil)
+	if p == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		(*p).Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
