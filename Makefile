@@ -6,7 +6,7 @@ BIN      := bin/server
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export TEST_DATABASE_URL
 
-.PHONY: run build test test-short fuzz bench bench-go vet clean
+.PHONY: run build image deploy-check test test-short fuzz bench bench-go vet clean
 
 ## run: start the service with zero configuration (SQLite and dev keys under ./data)
 run:
@@ -15,6 +15,15 @@ run:
 ## build: a static, stripped binary, as the container image builds it
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/server
+
+## image: the container image (needs a Docker engine)
+image:
+	docker build --build-arg VERSION=$(VERSION) -t signin-tokens:$(VERSION) .
+
+## deploy-check: what the image runs and the deploy/ manifests, checked without Docker
+deploy-check:
+	$(GO) test -count=1 -run TestImage ./cmd/server/
+	$(GO) test -count=1 ./deploy/
 
 ## test: every test, with the race detector, against TEST_DATABASE_URL
 test:
