@@ -121,12 +121,90 @@ func buildAsDockerfile(t *testing.T) (bin string, command []string) {
 		}
 	}
 	cmd := exec.Command(words[0], words[1:]...)
-	cmd.Dir = "../.."
+	cmd.Dir = buildContext(t)
 	cmd.Env = append(os.Environ(), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", line, err, out)
 	}
 	return bin, append(env, words...)
+}
+
+// buildContext copies the repository into a temporary directory as docker
+// build would send it, without what .dockerignore excludes, so the build
+// proves the context holds everything the binary needs.
+func buildContext(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("../../.dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var patterns []string
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(line, "!") {
+			t.Fatalf(".dockerignore: exceptions (%s) are not supported by this test's matcher", line)
+		}
+		patterns = append(patterns, strings.TrimSuffix(line, "/"))
+	}
+	root, dst := "../..", t.TempDir()
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if rel == "." {
+			return nil
+		}
+		if dockerignored(filepath.ToSlash(rel), patterns) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(rel, ".pem") || strings.Contains(filepath.ToSlash(rel), "deploy/secrets/") {
+			t.Errorf("build context: %s would be sent to the builder; keys must stay out of images", rel)
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		content, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), content, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// dockerignored matches a slash-separated path, or any folder above it,
+// against .dockerignore patterns: filepath.Match from the context root, and
+// a leading **/ for any depth.
+func dockerignored(rel string, patterns []string) bool {
+	parts := strings.Split(rel, "/")
+	for i := 1; i <= len(parts); i++ {
+		prefix := strings.Join(parts[:i], "/")
+		for _, p := range patterns {
+			if rest, anyDepth := strings.CutPrefix(p, "**/"); anyDepth {
+				for j := 0; j < i; j++ {
+					if ok, _ := filepath.Match(rest, strings.Join(parts[j:i], "/")); ok {
+						return true
+					}
+				}
+			} else if ok, _ := filepath.Match(p, prefix); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // TestImage runs what the container image runs.
