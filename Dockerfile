@@ -11,9 +11,9 @@
 # runs with a read-only root filesystem (docker run --read-only, or
 # readOnlyRootFilesystem in Kubernetes; see deploy/).
 #
-# cmd/server/image_test.go builds the binary with the exact command of the
-# build stage below and runs what this image runs, so CI checks it without a
-# Docker engine.
+# cmd/server/image_test.go builds the binary from the files .dockerignore
+# leaves, with the exact command of the build stage below, and runs what this
+# image runs, so CI checks it without a Docker engine.
 
 FROM golang:1.26 AS build
 WORKDIR /src
