@@ -108,7 +108,7 @@ func newBench(ctx context.Context, o options, out io.Writer) (_ *bench, err erro
 			return nil, err
 		}
 	}
-	b.svc = newServiceClient(baseURL, secret, o.concurrency)
+	b.svc = newServiceClient(baseURL, secret, o.concurrency, o.client == "raw")
 	if err := b.svc.waitReady(ctx, 30*time.Second); err != nil {
 		return nil, err
 	}
@@ -280,12 +280,14 @@ func cpuModel() string {
 // keeps a connection per worker open.
 type serviceClient struct {
 	base   string
+	secret string
+	raw    bool // one minimal HTTP/1.1 connection per worker instead of net/http
 	auth   []string
 	json   []string
 	client *http.Client
 }
 
-func newServiceClient(base, secret string, conns int) *serviceClient {
+func newServiceClient(base, secret string, conns int, raw bool) *serviceClient {
 	tr := &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -295,19 +297,30 @@ func newServiceClient(base, secret string, conns int) *serviceClient {
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
 	}
-	return &serviceClient{base: base, auth: []string{"Bearer " + secret},
+	return &serviceClient{base: base, secret: secret, raw: raw, auth: []string{"Bearer " + secret},
 		json: []string{"application/json"}, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
 
-// post sends body and reads the answer into resp, reusing its storage.
-func (c *serviceClient) post(ctx context.Context, path string, body []byte, resp *[]byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
+// connect returns what one worker sends its requests through: its own raw
+// connection, or the shared net/http client.
+func (c *serviceClient) connect() (poster, error) {
+	if c.raw {
+		return newRawConn(c.base, c.secret)
+	}
+	return httpPoster{c}, nil
+}
+
+// httpPoster sends requests through net/http's client.
+type httpPoster struct{ c *serviceClient }
+
+func (p httpPoster) post(path string, body []byte, resp *[]byte) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, p.c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
-	req.Header["Authorization"] = c.auth
-	req.Header["Content-Type"] = c.json
-	res, err := c.client.Do(req)
+	req.Header["Authorization"] = p.c.auth
+	req.Header["Content-Type"] = p.c.json
+	res, err := p.c.client.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -315,6 +328,8 @@ func (c *serviceClient) post(ctx context.Context, path string, body []byte, resp
 	*resp, err = readAll(res.Body, (*resp)[:0])
 	return res.StatusCode, err
 }
+
+func (httpPoster) close() {}
 
 // readAll appends r's contents to buf, growing it only when full.
 func readAll(r io.Reader, buf []byte) ([]byte, error) {

@@ -67,6 +67,7 @@ type options struct {
 	profPhase   string
 	serverLog   string
 	serverEnv   []string
+	client      string // raw or net/http
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -95,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "with -server: write a CPU profile of the service during -profile-phase")
 	fs.StringVar(&o.profPhase, "profile-phase", phasePairs, "phase whose first service run is profiled")
 	fs.StringVar(&o.serverLog, "server-log", "", "with -server: file for the service's log (default: in a temporary directory)")
+	fs.StringVar(&o.client, "client", "raw", "HTTP client: raw (one minimal HTTP/1.1 connection per worker, the leanest) or net/http")
 	env := fs.String("server-env", "", "with -server: extra NAME=value pairs for the service, comma-separated")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -120,6 +122,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-url with the redeem phase needs -signing-key")
 	case o.concurrency < 1 || o.rounds < 1 || o.duration <= 0:
 		return o, errors.New("-c, -rounds and -d must be positive")
+	case o.client != "raw" && o.client != "net/http":
+		return o, fmt.Errorf("-client: raw or net/http, got %q", o.client)
 	case len(o.phases) == 0:
 		return o, errors.New("-phases names no phase")
 	}

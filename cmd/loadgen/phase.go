@@ -28,7 +28,8 @@ type issued struct {
 
 // worker is one concurrent client; its buffers are reused between requests.
 type worker struct {
-	n    int // requests sent, also picks the user id
+	conn poster // to the service; nil for the baseline
+	n    int    // requests sent, also picks the user id
 	user []byte
 	body []byte
 	resp []byte
@@ -47,9 +48,10 @@ func (w *worker) userID(seq int) []byte {
 
 // driver does the phases' operations against one target.
 type driver struct {
-	name   string
-	create func(ctx context.Context, w *worker) (issued, error)
-	redeem func(ctx context.Context, w *worker, it issued) error
+	name    string
+	connect func() (poster, error) // nil for a target without one
+	create  func(ctx context.Context, w *worker) (issued, error)
+	redeem  func(ctx context.Context, w *worker, it issued) error
 }
 
 const (
@@ -67,12 +69,13 @@ var (
 func (b *bench) serviceDriver() driver {
 	c := b.svc
 	return driver{
-		name: targetService,
+		name:    targetService,
+		connect: c.connect,
 		create: func(ctx context.Context, w *worker) (issued, error) {
 			w.body = append(w.body[:0], `{"user_id":"`...)
 			w.body = append(w.body, w.userID(w.n)...)
 			w.body = append(w.body, `"}`...)
-			status, err := c.post(ctx, createPath, w.body, &w.resp)
+			status, err := w.conn.post(createPath, w.body, &w.resp)
 			if err != nil {
 				return issued{}, err
 			}
@@ -94,7 +97,7 @@ func (b *bench) serviceDriver() driver {
 			w.body = append(w.body[:0], `{"ticket":"`...)
 			w.body = append(w.body, it.ticket...)
 			w.body = append(w.body, `"}`...)
-			status, err := c.post(ctx, redeemPath, w.body, &w.resp)
+			status, err := w.conn.post(redeemPath, w.body, &w.resp)
 			if err != nil {
 				return err
 			}
@@ -150,6 +153,7 @@ type result struct {
 	svcCPU        time.Duration   // the service process, utime+stime
 	pgCPU         time.Duration   // the bench database's backends
 	genCPU        time.Duration   // this process
+	allCPU        time.Duration   // the whole machine, others' work included
 	rssKB         int64           // the service's VmHWM after the run
 	err           error
 	short         bool // ran out of prepared tickets
@@ -160,6 +164,16 @@ func (r result) rate() float64 {
 		return 0
 	}
 	return float64(r.ops) / r.elapsed.Seconds()
+}
+
+// otherCores is how many cores, on average, went to work other than this
+// run's: the noise of a shared machine.
+func (r result) otherCores() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	other := r.allCPU - r.svcCPU - r.pgCPU - r.genCPU
+	return max(other.Seconds(), 0) / r.elapsed.Seconds()
 }
 
 // perOp is a CPU time per operation in microseconds.
@@ -205,6 +219,7 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 	pgBefore := b.backendCPU(ctx)
 	svcBefore := processCPU(b.pid)
 	genBefore := selfCPU()
+	allBefore := machineCPU()
 	start := time.Now()
 	end := start.Add(b.o.duration)
 	var interval time.Duration
@@ -213,6 +228,14 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 	}
 	for i := range workers {
 		w := &worker{n: i * 7919, lat: make([]time.Duration, 0, 4096)}
+		if d.connect != nil {
+			conn, err := d.connect()
+			if err != nil {
+				return result{}, err
+			}
+			w.conn = conn
+			defer conn.close()
+		}
 		workers[i] = w
 		done.Add(1)
 		go func() {
@@ -272,6 +295,7 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 	elapsed := time.Since(start)
 	r := result{phase: phase, target: d.name, elapsed: elapsed}
 	r.genCPU = selfCPU() - genBefore
+	r.allCPU = machineCPU() - allBefore
 	r.svcCPU = processCPU(b.pid) - svcBefore
 	r.pgCPU = b.backendCPU(ctx).since(pgBefore)
 	r.rssKB = peakRSS(b.pid)

@@ -55,6 +55,32 @@ func peakRSS(pid int) int64 {
 	return 0
 }
 
+// machineCPU is the CPU time all processors spent busy so far (every
+// /proc/stat state but idle and iowait), summed over processors.
+func machineCPU() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	fields := strings.Fields(string(line))
+	if len(fields) < 8 || fields[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, f := range fields[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i >= 8 { // guest time is already counted in user
+			break
+		}
+		n, _ := strconv.ParseInt(f, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * clockTick
+}
+
 // cpuByPid is the CPU time of a set of processes.
 type cpuByPid map[int]time.Duration
 

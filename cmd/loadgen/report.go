@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -88,6 +90,7 @@ func merge(runs []result, target string) result {
 		m.svcCPU += r.svcCPU
 		m.pgCPU += r.pgCPU
 		m.genCPU += r.genCPU
+		m.allCPU += r.allCPU
 		m.rssKB = max(m.rssKB, r.rssKB)
 		m.short = m.short || r.short
 		if m.err == nil {
@@ -114,8 +117,8 @@ func (b *bench) printPhase(phase string, runs []result, svc, base result, s summ
 				each = append(each, fmt.Sprintf("%.2f", r1.rate()/r0.rate()))
 			}
 		}
-		fmt.Fprintf(b.out, "%s: service/baseline = %.2f  (service %.0f %s, baseline %.0f %s; per round %s)\n",
-			phase, s.ratio(), s.service, unit, s.baseline, unit, strings.Join(each, ", "))
+		fmt.Fprintf(b.out, "%s: service/baseline = %.2f, median of rounds %s  (service %.0f %s, baseline %.0f %s; rounds %s)\n",
+			phase, s.ratio(), median(each), s.service, unit, s.baseline, unit, strings.Join(each, " "))
 	} else {
 		fmt.Fprintf(b.out, "%s: service %.0f %s\n", phase, s.service, unit)
 	}
@@ -127,7 +130,7 @@ func (b *bench) printPhase(phase string, runs []result, svc, base result, s summ
 // service's peak RSS.
 func (b *bench) printTable(rs []result) {
 	tw := tabwriter.NewWriter(b.out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  target\tops\tsecs\tops/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\terrors\tsvc µs/op\tpg µs/op\tloadgen µs/op\tsvc peak RSS MB\t")
+	fmt.Fprintln(tw, "  target\tops\tsecs\tops/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\terrors\tsvc µs/op\tpg µs/op\tloadgen µs/op\tsvc peak RSS MB\tother cores\t")
 	for _, r := range rs {
 		if r.ops == 0 && r.errs == 0 {
 			continue
@@ -139,10 +142,10 @@ func (b *bench) printTable(rs []result) {
 		if r.target == targetService && r.rssKB > 0 {
 			rss = fmt.Sprintf("%.1f", float64(r.rssKB)/1024)
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%d\t%s\t%.0f\t%.0f\t%s\t\n",
+		fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%d\t%s\t%.0f\t%.0f\t%s\t%.2f\t\n",
 			r.target, r.ops, r.elapsed.Seconds(), r.rate(),
 			ms(percentile(r.lat, 0.50)), ms(percentile(r.lat, 0.90)), ms(percentile(r.lat, 0.99)), ms(percentile(r.lat, 1)),
-			r.errs, svcCPU, r.perOp(r.pgCPU), r.perOp(r.genCPU), rss)
+			r.errs, svcCPU, r.perOp(r.pgCPU), r.perOp(r.genCPU), rss, r.otherCores())
 	}
 	tw.Flush()
 	for _, r := range rs {
@@ -153,6 +156,22 @@ func (b *bench) printTable(rs []result) {
 			fmt.Fprintf(b.out, "  %s: ran out of prepared tickets before the end\n", r.target)
 		}
 	}
+}
+
+// median is the middle of the per-round ratios, less swayed than their
+// total by a burst of someone else's work on a shared machine.
+func median(ratios []string) string {
+	if len(ratios) == 0 {
+		return "-"
+	}
+	sorted := slices.Clone(ratios) // same width, so text order is numeric order
+	slices.Sort(sorted)
+	if n := len(sorted); n%2 == 0 {
+		a, _ := strconv.ParseFloat(sorted[n/2-1], 64)
+		c, _ := strconv.ParseFloat(sorted[n/2], 64)
+		return fmt.Sprintf("%.2f", (a+c)/2)
+	}
+	return sorted[len(sorted)/2]
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
