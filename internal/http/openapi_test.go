@@ -145,9 +145,9 @@ func (s *openapiDoc) check(r *http.Request, body []byte, rec *httptest.ResponseR
 }
 
 // undocumentable are the parameters with limits the document cannot state
-// exactly: the largest expires_in_seconds is configured, and the ids are
-// limited in bytes where JSON Schema counts characters.
-var undocumentable = map[string]bool{"expires_in_seconds": true, "user_id": true, "org_id": true}
+// exactly: the largest expires_in_seconds is configured, and the ids and the
+// Idempotency-Key are limited in bytes where JSON Schema counts characters.
+var undocumentable = map[string]bool{"expires_in_seconds": true, "user_id": true, "org_id": true, "Idempotency-Key": true}
 
 // refusedAsMalformed reports whether the answer refuses the request's shape
 // (a form_param_* or request_body_invalid error), and which parameter it names.
