@@ -38,6 +38,7 @@ type Config struct {
 	RetentionInterval time.Duration
 	ShutdownTimeout   time.Duration
 	MaxBodyBytes      int64
+	RequestTimeout    time.Duration
 	PprofAddr         string
 }
 
@@ -68,6 +69,7 @@ var envVars = []envVar{
 	{"RETENTION_INTERVAL", "1m", "how often the retention sweep runs"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight requests may run after SIGTERM"},
 	{"MAX_BODY_BYTES", "65536", "largest request body accepted"},
+	{"REQUEST_TIMEOUT", "10s", "longest an API request may work, database calls included; then 503"},
 	{"PPROF_ADDR", "", "address for Go's pprof profiles, e.g. 127.0.0.1:6060; empty: off. Never expose it"},
 }
 
@@ -177,6 +179,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	c.RetentionPeriod = duration("RETENTION_PERIOD", 0)
 	c.RetentionInterval = duration("RETENTION_INTERVAL", time.Second)
 	c.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT", 0)
+	c.RequestTimeout = duration("REQUEST_TIMEOUT", 100*time.Millisecond)
 	c.MaxBodyBytes = int64(count("MAX_BODY_BYTES"))
 	if c.MaxBodyBytes < 1024 {
 		fail("MAX_BODY_BYTES", "must be at least 1024")

@@ -94,13 +94,14 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		MaxExpiresIn:     cfg.MaxExpiresIn,
 	})
 	api := apihttp.NewServer(apihttp.Config{
-		Service:      service,
-		SecretKeys:   secretKeys,
-		SignInURL:    cfg.SignInURL,
-		Logger:       log,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Observer:     stats.ObserveRequest,
-		Extra:        map[string]http.Handler{"/metrics": stats.Handler()},
+		Service:        service,
+		SecretKeys:     secretKeys,
+		SignInURL:      cfg.SignInURL,
+		Logger:         log,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		RequestTimeout: cfg.RequestTimeout,
+		Observer:       stats.ObserveRequest,
+		Extra:          map[string]http.Handler{"/metrics": stats.Handler()},
 		RateLimits: apihttp.RateLimits{RedeemPerAddress: cfg.RedeemRateLimit,
 			AdminPerKey: cfg.AdminRateLimit, TrustedProxies: cfg.TrustedProxies},
 	})

@@ -35,6 +35,10 @@ var statusByCode = map[string]int{
 	tokens.CodeInternal:            http.StatusInternalServerError,
 }
 
+// statusClientClosed is recorded, as nginx does, for requests whose client
+// went away before the answer.
+const statusClientClosed = 499
+
 // Errors raised by the HTTP layer itself.
 var (
 	errKeyInvalid = &tokens.Error{Code: tokens.CodeAuthKeyInvalid, Message: "invalid key",
@@ -71,13 +75,15 @@ type errorBody struct {
 // are not *tokens.Error are logged and shown as a generic 500.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *tokens.Error
+	if errors.Is(err, context.Canceled) && errors.Is(r.Context().Err(), context.Canceled) {
+		// The client went away (or shutdown cut the request): nobody reads an
+		// answer, and it is not our failure, so it is recorded as 499.
+		zerolog.Ctx(r.Context()).Debug().Err(err).Msg("request canceled")
+		w.WriteHeader(statusClientClosed)
+		return
+	}
 	if !errors.As(err, &e) {
-		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-			// The client went away; nobody reads the answer, but log it plainly.
-			zerolog.Ctx(r.Context()).Debug().Err(err).Msg("request canceled by client")
-		} else {
-			zerolog.Ctx(r.Context()).Error().Err(err).Msg("internal error")
-		}
+		zerolog.Ctx(r.Context()).Error().Err(err).Msg("internal error")
 		e = errInternal
 	} else if e.Code == tokens.CodeUnavailable || e.Code == tokens.CodeUserLookupFailed {
 		zerolog.Ctx(r.Context()).Warn().Err(err).Msg(e.Code)

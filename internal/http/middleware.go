@@ -119,3 +119,15 @@ func limitBody(max int64) func(http.Handler) http.Handler {
 		})
 	}
 }
+
+// deadline bounds a request's work: a database that accepts connections but
+// never answers ends in 503 rather than holding the request forever.
+func deadline(d time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+}

@@ -28,6 +28,7 @@ func (s *Server) routes(cfg Config) http.Handler {
 	limits := newLimiters(cfg.RateLimits)
 	api := func(r chi.Router) {
 		r.Use(requireKey(newKeyRing(cfg.SecretKeys)))
+		r.Use(deadline(cfg.RequestTimeout))
 		r.Use(limits.perKey)
 		r.Post("/sign_in_tokens", handle(s.create))
 		r.Get("/sign_in_tokens", handle(s.list))

@@ -12,8 +12,11 @@ import (
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
-// DefaultMaxBodyBytes bounds request bodies when Config.MaxBodyBytes is zero.
-const DefaultMaxBodyBytes = 64 << 10
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxBodyBytes   = 64 << 10
+	DefaultRequestTimeout = 10 * time.Second
+)
 
 // Config configures the HTTP API.
 type Config struct {
@@ -21,9 +24,12 @@ type Config struct {
 	SecretKeys   []string // accepted admin keys; several at once so keys can rotate
 	SignInURL    *url.URL // sign-in page the url field points at; nil leaves url out
 	Logger       zerolog.Logger
-	MaxBodyBytes int64           // 0 means DefaultMaxBodyBytes
-	Observer     RequestObserver // optional, told of every request
-	RateLimits   RateLimits
+	MaxBodyBytes int64 // 0 means DefaultMaxBodyBytes
+	// RequestTimeout bounds each API request's work, database calls
+	// included; past it the request answers 503. 0 means DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	Observer       RequestObserver // optional, told of every request
+	RateLimits     RateLimits
 	// Extra routes mounted beside the API without authentication, such as
 	// /metrics; nil for none.
 	Extra map[string]http.Handler
@@ -40,6 +46,9 @@ type Server struct {
 func NewServer(cfg Config) *Server {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	s := &Server{service: cfg.Service, signInURL: cfg.SignInURL}
 	s.handler = s.routes(cfg)

@@ -63,6 +63,8 @@ type options struct {
 	limits    apihttp.RateLimits
 	keys      []ed25519.PrivateKey // default: one new key
 	dbURL     string               // default: a new schema
+	timeout   time.Duration        // request timeout; default the server's
+	logs      io.Writer            // default: discarded
 }
 
 func setup(t *testing.T, opts ...func(*options)) *bundle {
@@ -74,6 +76,9 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	ctx := context.Background()
 	if o.dbURL == "" {
 		o.dbURL = pgtest.URL(t)
+	}
+	if o.logs == nil {
+		o.logs = io.Discard
 	}
 	if o.keys == nil {
 		o.keys = []ed25519.PrivateKey{tokens.GenerateKey()}
@@ -102,7 +107,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	}
 	api := apihttp.NewServer(apihttp.Config{
 		Service: svc, SecretKeys: []string{testKey, testKeyOther}, SignInURL: signIn,
-		Logger: zerolog.New(io.Discard), RateLimits: o.limits,
+		Logger: zerolog.New(o.logs), RateLimits: o.limits, RequestTimeout: o.timeout,
 	})
 	srv := httptest.NewServer(validating(t, api))
 	t.Cleanup(srv.Close)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -43,6 +44,13 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse PostgreSQL URL: %w", err) // pgx redacts the password
+	}
+	// When a caller gives up (request timeout, client gone), ask the server to
+	// cancel the statement, rather than only dropping the socket: a statement
+	// waiting on a lock would otherwise run on, and commit, after the caller
+	// was already told it failed.
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: time.Second}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -365,6 +373,15 @@ func storeErr(ctx context.Context, op string, err error) error {
 		return nil
 	case errors.Is(err, pgx.ErrNoRows):
 		return tokens.ErrNotFound
+	case ctx.Err() != nil:
+		// The caller's context ended, and the driver may report that as a
+		// server-side cancel (57014) or a broken connection: the context is
+		// the cause. A deadline is the database being too slow; a cancel is
+		// the caller leaving.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%s: %w: %w", op, tokens.ErrUnavailable, err)
+		}
+		return fmt.Errorf("%s: %w: %v", op, ctx.Err(), err)
 	case unreachable(ctx, err):
 		return fmt.Errorf("%s: %w: %w", op, tokens.ErrUnavailable, err)
 	}
@@ -375,9 +392,6 @@ func storeErr(ctx context.Context, op string, err error) error {
 // the connection was lost, as opposed to a query that failed on its own or a
 // caller that gave up.
 func unreachable(ctx context.Context, err error) bool {
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return false // the caller gave up; the database may be fine
-	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {

@@ -1,0 +1,109 @@
+package http_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/signin-tokens/signin-tokens/internal/store/postgres/pgtest"
+)
+
+// lockedBuffer is a log sink safe for the server's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// TestLogsCarryNoSecrets: one line per request with its trace id, route
+// pattern and status, and neither keys nor tickets anywhere in the log.
+func TestLogsCarryNoSecrets(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuffer{}
+	b := setup(t, func(o *options) { o.logs = logs })
+	o := b.create(`{"user_id":"user_1"}`)
+	ticket := o["token"].(string)
+	b.do("POST", "/v1/tickets/redeem", fmt.Sprintf(`{"ticket":%q}`, ticket))
+	b.do("POST", "/v1/tickets/redeem", fmt.Sprintf(`{"ticket":%q}`, ticket)) // already used
+	b.do("GET", "/v1/sign_in_tokens?user_id=user_1", "", "Authorization", "Bearer sk_test_guessed_key_1234")
+	r := b.do("POST", "/v1/sign_in_tokens/"+o["id"].(string)+"/revoke", "")
+
+	text := logs.String()
+	for _, secret := range []string{testKey, "sk_test_guessed_key_1234", ticket, strings.Split(ticket, ".")[2]} {
+		if strings.Contains(text, secret) {
+			t.Errorf("the log contains a secret (%.12s…)", secret)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("log lines: got %d, want 5 (one per request):\n%s", len(lines), text)
+	}
+	var last map[string]any
+	if err := json.Unmarshal([]byte(lines[4]), &last); err != nil {
+		t.Fatal(err)
+	}
+	if last["trace_id"] != r.header.Get("Clerk-Trace-Id") || last["route"] != "/v1/sign_in_tokens/{id}/revoke" ||
+		last["method"] != "POST" || last["status"] != float64(400) || last["duration_ms"] == nil {
+		t.Errorf("request line: got %v", last)
+	}
+}
+
+// TestRequestTimeout: a database that holds a request past the request
+// timeout (here a row locked by another transaction) gives 503 in the error
+// shape, and the token is left as it was.
+func TestRequestTimeout(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.URL(t)
+	b := setup(t, func(o *options) { o.dbURL, o.timeout = dbURL, 300*time.Millisecond })
+	o := b.create(`{"user_id":"user_1"}`)
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM sign_in_tokens WHERE id = $1 FOR UPDATE", o["id"]); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := b.do("POST", "/v1/tickets/redeem", fmt.Sprintf(`{"ticket":%q}`, o["token"]))
+	r.wantError(t, 503, "service_unavailable")
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("answered after %s, want about the 300ms timeout", elapsed)
+	}
+	if r.header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.do("GET", "/v1/sign_in_tokens/"+o["id"].(string), ""); got.body["status"] != "pending" {
+		t.Fatalf("after the timeout: status %v, want pending", got.body["status"])
+	}
+	if got := b.do("POST", "/v1/tickets/redeem", fmt.Sprintf(`{"ticket":%q}`, o["token"])); got.status != 200 {
+		t.Errorf("redeem once the lock is gone: %d %s", got.status, got.raw)
+	}
+}
