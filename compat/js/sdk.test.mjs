@@ -48,15 +48,16 @@ test('create with a custom expiry, then revoke', async () => {
 });
 
 test('errors arrive as ClerkAPIResponseError with their codes', async () => {
+  // Each call starts only when its turn comes, so no rejection goes unawaited.
   const cases = [
-    [clerk.signInTokens.revokeSignInToken('sit_unknown'), 404, 'resource_not_found'],
-    [clerk.signInTokens.createSignInToken({}), 422, 'form_param_missing'],
-    [clerk.signInTokens.createSignInToken({ userId: 'u', expiresInSeconds: 0 }), 422, 'form_param_value_invalid'],
-    [createClerkClient({ secretKey: 'sk_test_wrong_key_wrong', apiUrl: baseUrl })
+    [() => clerk.signInTokens.revokeSignInToken('sit_unknown'), 404, 'resource_not_found'],
+    [() => clerk.signInTokens.createSignInToken({}), 422, 'form_param_missing'],
+    [() => clerk.signInTokens.createSignInToken({ userId: 'u', expiresInSeconds: 0 }), 422, 'form_param_value_invalid'],
+    [() => createClerkClient({ secretKey: 'sk_test_wrong_key_wrong', apiUrl: baseUrl })
       .signInTokens.createSignInToken({ userId: 'u' }), 401, 'clerk_key_invalid'],
   ];
   for (const [call, status, code] of cases) {
-    const err = await apiError(call);
+    const err = await apiError(call());
     assert.equal(err.status, status, code);
     assert.equal(err.errors[0].code, code);
     assert.ok(err.clerkTraceId, 'trace id');
