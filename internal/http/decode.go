@@ -43,9 +43,11 @@ func readParams(r *http.Request) (params, error) {
 		return params{}, errBodyInvalid
 	}
 	if trimmed[0] == '{' || bytes.Equal(trimmed, []byte("null")) {
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(trimmed, &fields); err != nil {
-			return params{}, errBodyInvalid
+		fields, ok := parseFlatObject(trimmed)
+		if !ok {
+			if err := json.Unmarshal(trimmed, &fields); err != nil {
+				return params{}, errBodyInvalid
+			}
 		}
 		return params{json: fields}, nil
 	}
@@ -77,6 +79,9 @@ func (p params) string(name string) (string, error) {
 	v, ok := p.raw(name)
 	if !ok {
 		return "", nil
+	}
+	if plainJSONString(v) {
+		return string(v[1 : len(v)-1]), nil
 	}
 	var s string
 	if v[0] != '"' || json.Unmarshal(v, &s) != nil {
@@ -117,4 +122,91 @@ func (p params) int64(name string) (*int64, error) {
 		return &n, nil
 	}
 	return nil, tokens.ParamValueInvalid(name, "the number is out of range.")
+}
+
+// parseFlatObject reads the body nearly every request sends, a JSON object
+// whose values are strings without escapes, such as {"ticket":"eyJ..."},
+// without reflection. It gives what json.Unmarshal gives into the same map;
+// ok is false for anything else, which json.Unmarshal then reads.
+func parseFlatObject(b []byte) (fields map[string]json.RawMessage, ok bool) {
+	i := 0
+	space := func() {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+	}
+	// str reads a plain string at i and returns it quotes included; a key
+	// must be ASCII, as json.Unmarshal would rewrite invalid UTF-8 in it.
+	str := func(ascii bool) ([]byte, bool) {
+		if i >= len(b) || b[i] != '"' {
+			return nil, false
+		}
+		start := i
+		for i++; i < len(b); i++ {
+			switch c := b[i]; {
+			case c == '"':
+				i++
+				return b[start:i], true
+			case c < 0x20 || c == '\\' || ascii && c >= 0x80:
+				return nil, false
+			}
+		}
+		return nil, false
+	}
+	space()
+	if i >= len(b) || b[i] != '{' {
+		return nil, false
+	}
+	i++
+	space()
+	fields = make(map[string]json.RawMessage, 2)
+	if i < len(b) && b[i] == '}' {
+		i++
+		space()
+		return fields, i == len(b)
+	}
+	for {
+		key, ok := str(true)
+		if !ok {
+			return nil, false
+		}
+		space()
+		if i >= len(b) || b[i] != ':' {
+			return nil, false
+		}
+		i++
+		space()
+		value, ok := str(false)
+		if !ok {
+			return nil, false
+		}
+		fields[string(key[1:len(key)-1])] = json.RawMessage(value)
+		space()
+		switch {
+		case i < len(b) && b[i] == ',':
+			i++
+			space()
+		case i < len(b) && b[i] == '}':
+			i++
+			space()
+			return fields, i == len(b)
+		default:
+			return nil, false
+		}
+	}
+}
+
+// plainJSONString reports whether v is a JSON string without escapes or
+// control characters, whose value is then its bytes between the quotes (the
+// body was checked to be valid UTF-8).
+func plainJSONString(v json.RawMessage) bool {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return false
+	}
+	for _, c := range v[1 : len(v)-1] {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }

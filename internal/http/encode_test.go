@@ -3,6 +3,7 @@ package http
 import (
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 )
 
 // TestAppendJSONMatchesEncodingJSON holds the hand-written encoder to what
@@ -27,4 +28,37 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzParseFlatObject holds the fast body reader to json.Unmarshal: what it
+// accepts, it reads the same.
+func FuzzParseFlatObject(f *testing.F) {
+	for _, s := range []string{`{}`, `{"ticket":"eyJ.a.b"}`, ` { "user_id" : "u" , "org_id":"o" } `,
+		`{"a":"1","a":"2"}`, `{"a":1}`, `{"a":"\u00e9"}`, `{"a":"é"}`, `{"a":"x"}x`, `{"a":"x",}`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := parseFlatObject(b)
+		if !ok {
+			return
+		}
+		var want map[string]json.RawMessage
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("parseFlatObject(%q) accepted what json.Unmarshal refuses: %v", b, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("parseFlatObject(%q) = %q, want %q", b, got, want)
+		}
+		for k, v := range want {
+			if string(got[k]) != string(v) {
+				t.Fatalf("parseFlatObject(%q)[%q] = %q, want %q", b, k, got[k], v)
+			}
+			if plainJSONString(v) && utf8.Valid(v) {
+				var s string
+				if err := json.Unmarshal(v, &s); err != nil || s != string(v[1:len(v)-1]) {
+					t.Fatalf("plain string %q decodes to %q (%v)", v, s, err)
+				}
+			}
+		}
+	})
 }
