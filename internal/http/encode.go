@@ -1,10 +1,9 @@
 package http
 
 import (
+	"encoding/json"
 	"strconv"
 	"sync"
-
-	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
 // jsonAppender is a response that writes its own JSON, byte for byte what
@@ -21,24 +20,24 @@ var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return
 // declaration order, omitempty fields left out when empty.
 func (o tokenObject) appendJSON(b []byte) []byte {
 	b = append(b, `{"object":`...)
-	b = tokens.AppendJSONString(b, o.Object)
+	b = appendJSONString(b, o.Object)
 	b = append(b, `,"id":`...)
-	b = tokens.AppendJSONString(b, o.ID)
+	b = appendJSONString(b, o.ID)
 	b = append(b, `,"user_id":`...)
-	b = tokens.AppendJSONString(b, o.UserID)
+	b = appendJSONString(b, o.UserID)
 	b = append(b, `,"status":`...)
-	b = tokens.AppendJSONString(b, o.Status)
+	b = appendJSONString(b, o.Status)
 	if o.Token != "" {
 		b = append(b, `,"token":`...)
-		b = tokens.AppendJSONString(b, o.Token)
+		b = appendJSONString(b, o.Token)
 	}
 	if o.URL != "" {
 		b = append(b, `,"url":`...)
-		b = tokens.AppendJSONString(b, o.URL)
+		b = appendJSONString(b, o.URL)
 	}
 	if o.OrgID != "" {
 		b = append(b, `,"org_id":`...)
-		b = tokens.AppendJSONString(b, o.OrgID)
+		b = appendJSONString(b, o.OrgID)
 	}
 	b = append(b, `,"created_at":`...)
 	b = strconv.AppendInt(b, o.CreatedAt, 10)
@@ -55,4 +54,20 @@ func (o tokenObject) appendJSON(b []byte) []byte {
 		b = strconv.AppendInt(b, *o.RevokedAt, 10)
 	}
 	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string, exactly as encoding/json
+// writes it. Plain printable ASCII, what ids, statuses and tickets are, is
+// copied as is; anything else goes through encoding/json, so its escaping
+// (HTML characters, U+2028, invalid UTF-8) is kept.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			quoted, _ := json.Marshal(s) // a string always encodes
+			return append(b, quoted...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

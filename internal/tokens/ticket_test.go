@@ -241,3 +241,36 @@ func TestNewID(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyRefusesAlteredTickets runs tickets changed in one place
+// through Verify: none may pass, and none may panic.
+func TestVerifyRefusesAlteredTickets(t *testing.T) {
+	ks, err := tokens.NewKeySet(tokens.GenerateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tk := tokens.NewTicketer(ks, "iss", func() time.Time { return now })
+	tok := tokens.Token{ID: tokens.NewID(), UserID: "user_1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	ticket, err := tk.Sign(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tk.Verify(ticket); err != nil {
+		t.Fatalf("Verify(own ticket) = %v", err)
+	}
+	altered := []string{ticket + "A", ticket + "AAAA", ticket[:len(ticket)-1], ticket + ".", "." + ticket,
+		strings.Replace(ticket, ".", "..", 1), ticket[:len(ticket)-2] + "A=", ticket + strings.Repeat("A", 100)}
+	for i := range ticket {
+		c := byte('A')
+		if ticket[i] == 'A' {
+			c = 'B'
+		}
+		altered = append(altered, ticket[:i]+string(c)+ticket[i+1:])
+	}
+	for _, a := range altered {
+		if _, err := tk.Verify(a); !errors.Is(err, tokens.ErrTicketInvalid) {
+			t.Errorf("Verify(%q) = %v, want %v", a, err, tokens.ErrTicketInvalid)
+		}
+	}
+}
