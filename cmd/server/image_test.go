@@ -250,7 +250,7 @@ func checkStaticBinary(t *testing.T, bin string, command []string) {
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
-			t.Errorf("program header %v: the binary is dynamically linked; want a static binary for distroless/static", p.Type)
+			t.Errorf("program header %v: the binary is dynamically linked; want a static binary for an empty (scratch) image", p.Type)
 		}
 	}
 	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
