@@ -68,6 +68,7 @@ type options struct {
 	serverLog   string
 	serverEnv   []string
 	client      string // raw or net/http
+	checkpoint  bool   // CHECKPOINT before each timed run
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -96,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "with -server: write a CPU profile of the service during -profile-phase")
 	fs.StringVar(&o.profPhase, "profile-phase", phasePairs, "phase whose first service run is profiled")
 	fs.StringVar(&o.serverLog, "server-log", "", "with -server: file for the service's log (default: in a temporary directory)")
+	fs.BoolVar(&o.checkpoint, "checkpoint", true, "CHECKPOINT before each timed run, so none falls inside it; each run then also pays\nthe full-page images of the first change to every page after it")
 	fs.StringVar(&o.client, "client", "raw", "HTTP client: raw (one minimal HTTP/1.1 connection per worker, the leanest) or net/http")
 	env := fs.String("server-env", "", "with -server: extra NAME=value pairs for the service, comma-separated")
 	if err := fs.Parse(args); err != nil {

@@ -201,8 +201,10 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 		}
 	}
 	// Start every run from the same state: no checkpoint due mid-run.
-	if _, err := b.admin.Exec(ctx, "CHECKPOINT"); err != nil {
-		return result{}, err
+	if b.o.checkpoint {
+		if _, err := b.admin.Exec(ctx, "CHECKPOINT"); err != nil {
+			return result{}, err
+		}
 	}
 
 	var next atomic.Int64 // ticket index, or schedule slot at a fixed rate
