@@ -42,13 +42,14 @@ type bench struct {
 	pid      int
 	pprof    string // host:port of the service's pprof listener, when profiling
 	logFile  *os.File
-	fresh    bool    // empty the table before each timed run
+	fresh    bool    // empty the table before each timed run (only the bench database loadgen created)
 	fastest  float64 // the highest rate seen, to size redeem runs
 	profiled bool
 }
 
 func newBench(ctx context.Context, o options, out io.Writer) (_ *bench, err error) {
-	b := &bench{o: o, out: out, pid: o.pid, fresh: true}
+	// Only a database loadgen created itself is ever emptied.
+	b := &bench{o: o, out: out, pid: o.pid, fresh: o.server != ""}
 	defer func() {
 		if err != nil {
 			b.close()

@@ -83,7 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.pid, "pid", 0, "with -url: the service's process id, for CPU time and peak RSS")
 	fs.StringVar(&o.adminURL, "admin-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "with -server: a database to create the bench database from")
 	fs.StringVar(&o.dbName, "db", "bench", "with -server: the bench database, dropped and created anew")
-	fs.StringVar(&o.databaseURL, "database-url", "", "with -url: the service's DATABASE_URL")
+	fs.StringVar(&o.databaseURL, "database-url", "", "with -url: the service's DATABASE_URL; tokens are added to it, none removed: use one kept for benchmarks")
 	fs.IntVar(&o.concurrency, "c", 16, "concurrent requests (HTTP connections; baseline pool connections)")
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "duration of each timed run")
 	fs.IntVar(&o.rounds, "rounds", 2, "runs of each phase per target, interleaved baseline/service")
