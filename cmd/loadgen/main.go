@@ -154,7 +154,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer b.close()
 	b.describeMachine()
 
-	empty, err := b.pass(ctx, "empty table")
+	title := "empty table"
+	if !b.fresh {
+		title = "the table as found"
+	}
+	empty, err := b.pass(ctx, title)
 	if err != nil {
 		return err
 	}

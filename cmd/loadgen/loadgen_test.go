@@ -1,0 +1,87 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestRawConnKeepsAliveAndReadsAnswers(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Header.Get("Authorization") != "Bearer sk_test" || r.Header.Get("Content-Type") != "application/json" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTeapot)
+		w.Write(append([]byte(r.URL.Path+" "), body...))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	c, err := newRawConn(srv.URL, "sk_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	var resp []byte
+	for i, body := range []string{`{"a":"1"}`, `{"ticket":"x.y.z"}`, ""} {
+		status, err := c.post("/v1/p", []byte(body), &resp)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if want := "/v1/p " + body; status != http.StatusTeapot || string(resp) != want {
+			t.Errorf("request %d: got %d %q, want %d %q", i, status, resp, http.StatusTeapot, want)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("got %d connections, want 1 kept alive", n)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i))
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 50}, {0.9, 90}, {0.99, 99}, {1, 100}, {0, 1}} {
+		if got := percentile(d, c.q); got != c.want {
+			t.Errorf("percentile(1..100, %v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	if got := percentile(nil, 0.5); got != 0 {
+		t.Errorf("percentile(nil) = %v, want 0", got)
+	}
+}
+
+func TestProcessFigures(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+	}
+	if got := processCPU(os.Getpid()); got <= 0 {
+		t.Errorf("processCPU(self) = %v, want > 0", got)
+	}
+	if got := peakRSS(os.Getpid()); got <= 0 {
+		t.Errorf("peakRSS(self) = %d KiB, want > 0", got)
+	}
+	if got := machineCPU(); got <= 0 {
+		t.Errorf("machineCPU() = %v, want > 0", got)
+	}
+}
