@@ -242,7 +242,7 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 		done.Add(1)
 		go func() {
 			defer done.Done()
-			for {
+			for runCtx.Err() == nil { // interrupted: stop early
 				began, slot := time.Now(), int64(-1)
 				if interval > 0 {
 					// Open loop: latency counts from when the request was due,
