@@ -2,7 +2,9 @@ package http_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -144,5 +146,60 @@ func golden(t *testing.T, name string, raw []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("body differs from %s:\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+// failingStore fails Get with a fixed error and passes everything else on.
+type failingStore struct {
+	tokens.Store
+	err error
+}
+
+func (f failingStore) Get(ctx context.Context, id string) (tokens.Token, error) {
+	return tokens.Token{}, f.err
+}
+
+// TestServerErrorRows: the rows that need a failing dependency or a limit,
+// each with its status, headers and golden body, and no internals shown.
+func TestServerErrorRows(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		opt    func(*options)
+		status int
+		code   string
+		header string
+	}{
+		{"internal_error", func(o *options) {
+			o.wrap = func(st tokens.Store) tokens.Store {
+				return failingStore{st, errors.New("pq: relation secret_table_name does not exist")}
+			}
+		}, 500, "internal_clerk_error", ""},
+		{"service_unavailable", func(o *options) {
+			o.wrap = func(st tokens.Store) tokens.Store {
+				return failingStore{st, fmt.Errorf("get: %w: dial tcp 10.1.2.3:5432: connection refused", tokens.ErrUnavailable)}
+			}
+		}, 503, "service_unavailable", "Retry-After"},
+		{"too_many_requests", func(o *options) { o.limits.AdminPerKey = 1 }, 429, "too_many_requests", "Retry-After"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, tc.opt)
+			if tc.code == "too_many_requests" {
+				b.do("GET", "/v1/sign_in_tokens/sit_first", "") // spends the one request allowed
+			}
+			r := b.do("GET", "/v1/sign_in_tokens/sit_anything", "")
+			r.wantError(t, tc.status, tc.code)
+			if tc.header != "" && r.header.Get(tc.header) == "" {
+				t.Errorf("%s header missing", tc.header)
+			}
+			for _, internal := range []string{"secret_table_name", "10.1.2.3", "dial tcp"} {
+				if bytes.Contains(r.raw, []byte(internal)) {
+					t.Errorf("the body shows internals (%s): %s", internal, r.raw)
+				}
+			}
+			golden(t, tc.name, r.raw)
+		})
 	}
 }

@@ -61,10 +61,11 @@ type options struct {
 	signInURL string
 	users     tokens.UserDirectory
 	limits    apihttp.RateLimits
-	keys      []ed25519.PrivateKey // default: one new key
-	dbURL     string               // default: a new schema
-	timeout   time.Duration        // request timeout; default the server's
-	logs      io.Writer            // default: discarded
+	keys      []ed25519.PrivateKey            // default: one new key
+	dbURL     string                          // default: a new schema
+	timeout   time.Duration                   // request timeout; default the server's
+	logs      io.Writer                       // default: discarded
+	wrap      func(tokens.Store) tokens.Store // stands between the service and the store
 }
 
 func setup(t *testing.T, opts ...func(*options)) *bundle {
@@ -97,8 +98,12 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	}
 	clk := &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
 	ticketer := tokens.NewTicketer(keys, testIssuer, clk.Now)
+	var serviceStore tokens.Store = st
+	if o.wrap != nil {
+		serviceStore = o.wrap(st)
+	}
 	svc := tokens.NewService(tokens.Config{
-		Store: st, Ticketer: ticketer, Users: o.users, Now: clk.Now,
+		Store: serviceStore, Ticketer: ticketer, Users: o.users, Now: clk.Now,
 		DefaultExpiresIn: 30 * 24 * time.Hour, MaxExpiresIn: 365 * 24 * time.Hour,
 	})
 	var signIn *url.URL
