@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -66,20 +65,7 @@ func loadSecretKeys(cfg Config) (keys []string, dev bool, err error) {
 }
 
 // newSecretKey returns a random dev secret key: sk_dev_ and 40 base62 characters.
-func newSecretKey() string {
-	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	b := make([]byte, 0, 40)
-	var buf [64]byte
-	for len(b) < cap(b) {
-		rand.Read(buf[:])
-		for _, c := range buf {
-			if c < 248 && len(b) < cap(b) {
-				b = append(b, alphabet[c%62])
-			}
-		}
-	}
-	return "sk_dev_" + string(b)
-}
+func newSecretKey() string { return "sk_dev_" + tokens.RandomBase62(40) }
 
 // keepOnce writes make's output to path unless the file exists, creating it
 // with O_EXCL so two processes starting at once keep the same content.

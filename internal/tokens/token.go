@@ -98,20 +98,19 @@ const (
 )
 
 // NewID returns a new token id: "sit_" and 27 random base62 characters
-// (about 160 bits), drawn without modulo bias.
-func NewID() string {
-	out := make([]byte, 0, len(idPrefix)+idLength)
-	out = append(out, idPrefix...)
+// (about 160 bits).
+func NewID() string { return idPrefix + RandomBase62(idLength) }
+
+// RandomBase62 returns n characters drawn uniformly from [0-9A-Za-z] with a
+// cryptographic generator, rejecting bytes that would bias the draw.
+func RandomBase62(n int) string {
+	out := make([]byte, 0, n)
 	var buf [48]byte
-	for len(out) < cap(out) {
+	for len(out) < n {
 		rand.Read(buf[:]) // never fails on supported platforms
 		for _, b := range buf {
-			if b >= 248 { // 248 = 4*62: reject to keep the draw uniform
-				continue
-			}
-			out = append(out, base62[b%62])
-			if len(out) == cap(out) {
-				break
+			if b < 248 && len(out) < n { // 248 = 4*62: larger bytes would favour some characters
+				out = append(out, base62[b%62])
 			}
 		}
 	}
