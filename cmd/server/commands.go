@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
@@ -24,15 +26,24 @@ func keygen(_ context.Context, fs *flag.FlagSet, args []string, _ func(string) s
 	return err
 }
 
-func migrate(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(string) string, stdout, _ io.Writer) error {
+// configure parses a subcommand's flags, then loads the configuration and
+// the logger that the subcommands using the database start from.
+func configure(fs *flag.FlagSet, args []string, getenv func(string) string, stdout io.Writer) (Config, zerolog.Logger, error) {
 	if err := fs.Parse(args); err != nil {
-		return err
+		return Config{}, zerolog.Logger{}, err
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
+		return Config{}, zerolog.Logger{}, err
+	}
+	return cfg, newLogger(cfg, stdout), nil
+}
+
+func migrate(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(string) string, stdout, _ io.Writer) error {
+	cfg, log, err := configure(fs, args, getenv, stdout)
+	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stdout)
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -50,10 +61,7 @@ func healthcheck(ctx context.Context, fs *flag.FlagSet, args []string, getenv fu
 		return err
 	}
 	if *target == "" {
-		addr := getenv("HTTP_ADDR")
-		if addr == "" {
-			addr = ":8080"
-		}
+		addr := envOrDefault(getenv, "HTTP_ADDR")
 		_, port, err := net.SplitHostPort(addr)
 		if err != nil {
 			return fmt.Errorf("HTTP_ADDR: must be host:port or :port, got %q", addr)

@@ -75,17 +75,7 @@ var envVars = []envVar{
 
 // loadConfig reads the configuration and validates it; errors name the variable.
 func loadConfig(getenv func(string) string) (Config, error) {
-	get := func(name string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
-		for _, e := range envVars {
-			if e.name == name {
-				return e.def
-			}
-		}
-		panic("config: undocumented variable " + name)
-	}
+	get := func(name string) string { return envOrDefault(getenv, name) }
 	var c Config
 	var errs []string
 	fail := func(name, format string, args ...any) {
@@ -194,6 +184,19 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return c, nil
+}
+
+// envOrDefault returns the variable's value, or its documented default.
+func envOrDefault(getenv func(string) string, name string) string {
+	if v := strings.TrimSpace(getenv(name)); v != "" {
+		return v
+	}
+	for _, e := range envVars {
+		if e.name == name {
+			return e.def
+		}
+	}
+	panic("config: undocumented variable " + name)
 }
 
 // printEnvUsage lists every variable with its default.

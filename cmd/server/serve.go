@@ -46,14 +46,10 @@ func openStore(ctx context.Context, cfg Config, log zerolog.Logger) (tokens.Stor
 }
 
 func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(string) string, stdout, _ io.Writer) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(getenv)
+	cfg, log, err := configure(fs, args, getenv, stdout)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stdout)
 	keys, err := loadKeySet(cfg, log)
 	if err != nil {
 		return err
