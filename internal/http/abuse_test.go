@@ -241,7 +241,8 @@ func TestRateLimits(t *testing.T) {
 	if r.header.Get("Retry-After") == "" {
 		t.Error("429 without Retry-After")
 	}
-	// Admin calls: 3 redeems above counted for this key too; 5 more reach 8.
+	// Admin calls: the 4 redeems above (the refused one too) counted for this
+	// key as well; 4 more reach its 8.
 	for i := 0; i < 4; i++ {
 		if r := b.do("GET", "/v1/sign_in_tokens", ""); r.status != 200 {
 			t.Fatalf("admin call %d: status %d, want 200", i+1, r.status)
