@@ -66,7 +66,7 @@ func newBench(ctx context.Context, o options, out io.Writer) (_ *bench, err erro
 	}
 	// The baseline gets one connection per concurrent worker, so it is never
 	// short of connections; the service's pool is whatever it configures.
-	if b.base, err = postgres.Open(ctx, withParam(b.dbURL, "pool_max_conns", strconv.Itoa(o.concurrency))); err != nil {
+	if b.base, err = postgres.Open(ctx, withParam(b.dbURL, "pool_max_conns", strconv.Itoa(o.concurrency)), postgres.Options{}); err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
 	if err := b.base.Migrate(ctx); err != nil {

@@ -21,6 +21,7 @@ type Config struct {
 	DatabaseURL       string
 	Database          store.Location
 	DataDir           string
+	DatabaseWriters   int
 	SecretKeys        []string
 	SigningKeyFile    string
 	Issuer            string
@@ -51,6 +52,7 @@ type envVar struct {
 var envVars = []envVar{
 	{"HTTP_ADDR", ":8080", "address to listen on"},
 	{"DATABASE_URL", "", "postgres://... for PostgreSQL; sqlite:PATH or a file path for SQLite; empty: SQLite at $DATA_DIR/signin-tokens.db"},
+	{"DATABASE_WRITERS", "4", "PostgreSQL: writers sending creates and redemptions; each sends those that queued while it was busy as one transaction (group commit); 0: each write on its own"},
 	{"DATA_DIR", "./data", "where generated dev keys and the default SQLite database are kept"},
 	{"SECRET_KEYS", "", "comma-separated admin keys, all accepted; empty: a dev key is generated under DATA_DIR"},
 	{"SIGNING_KEY_FILE", "", "PEM file of PKCS#8 Ed25519 keys; the first signs, all verify; empty: a key is generated under DATA_DIR"},
@@ -110,6 +112,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	c.DatabaseURL = getenv("DATABASE_URL")
 	c.DataDir = get("DATA_DIR")
+	if c.DatabaseWriters = count("DATABASE_WRITERS"); c.DatabaseWriters > 256 {
+		fail("DATABASE_WRITERS", "must be at most 256, got %d", c.DatabaseWriters)
+	}
 	if loc, err := store.Parse(c.DatabaseURL, c.DataDir); err != nil {
 		errs = append(errs, err.Error()) // already names DATABASE_URL
 	} else {

@@ -33,7 +33,7 @@ func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
 
 // openStore opens the configured store and applies its migrations.
 func openStore(ctx context.Context, cfg Config, log zerolog.Logger) (tokens.Store, error) {
-	st, loc, err := store.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
+	st, loc, err := store.Open(ctx, cfg.DatabaseURL, store.Options{DataDir: cfg.DataDir, Writers: cfg.DatabaseWriters})
 	if err != nil {
 		return nil, err
 	}

@@ -84,7 +84,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	if o.keys == nil {
 		o.keys = []ed25519.PrivateKey{tokens.GenerateKey()}
 	}
-	st, _, err := store.Open(ctx, o.dbURL, "")
+	st, _, err := store.Open(ctx, o.dbURL, store.Options{Writers: 4})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

@@ -44,7 +44,7 @@ type bundle struct {
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	ctx := context.Background()
-	st, _, err := store.Open(ctx, pgtest.URL(t), "")
+	st, _, err := store.Open(ctx, pgtest.URL(t), store.Options{Writers: 4})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

@@ -116,18 +116,26 @@ func cutScheme(v string) (scheme, rest string, ok bool) {
 	return strings.ToLower(v[:i]), v[i+1:], true
 }
 
+// Options are the settings of a store beyond DATABASE_URL.
+type Options struct {
+	DataDir string // where the default SQLite database lives
+	// Writers is PostgreSQL's number of writers grouping concurrent creates
+	// and redemptions into one transaction each; 0 writes each on its own.
+	Writers int
+}
+
 // Open opens the store DATABASE_URL names (see Parse) and returns it with
 // its Location, whose String form is safe to log. It neither migrates nor
 // retries: a database that cannot be reached yields an error that is
 // tokens.ErrUnavailable, and the caller decides whether to try again.
-func Open(ctx context.Context, databaseURL, dataDir string) (Store, Location, error) {
-	loc, err := Parse(databaseURL, dataDir)
+func Open(ctx context.Context, databaseURL string, o Options) (Store, Location, error) {
+	loc, err := Parse(databaseURL, o.DataDir)
 	if err != nil {
 		return nil, Location{}, err
 	}
 	switch loc.Kind {
 	case Postgres:
-		s, err := postgres.Open(ctx, loc.url)
+		s, err := postgres.Open(ctx, loc.url, postgres.Options{Writers: o.Writers})
 		if err != nil {
 			return nil, loc, err
 		}

@@ -93,7 +93,7 @@ func TestOpenSQLite(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
-	s, loc, err := Open(ctx, "", dir)
+	s, loc, err := Open(ctx, "", Options{DataDir: dir})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -115,7 +115,7 @@ func TestOpenSQLite(t *testing.T) {
 func TestOpenPostgres(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, loc, err := Open(ctx, pgtest.URL(t), "unused")
+	s, loc, err := Open(ctx, pgtest.URL(t), Options{DataDir: "unused"})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -132,7 +132,7 @@ func TestOpenPostgres(t *testing.T) {
 }
 
 func TestOpenUnsupported(t *testing.T) {
-	s, _, err := Open(context.Background(), "mysql://x", t.TempDir())
+	s, _, err := Open(context.Background(), "mysql://x", Options{DataDir: t.TempDir()})
 	if err == nil || s != nil {
 		t.Errorf("got %v, %v; want nil store and an error", s, err)
 	}

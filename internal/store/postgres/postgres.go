@@ -30,7 +30,17 @@ import (
 
 // Store is a tokens.Store on PostgreSQL.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	group *writers // nil: every write is its own statement
+}
+
+// Options tunes a Store beyond what its URL says.
+type Options struct {
+	// Writers is how many writers send creates and redemptions (see
+	// group.go): each sends the writes that queued while it was busy as one
+	// transaction. 0 sends every write as its own statement, on the
+	// caller's goroutine.
+	Writers int
 }
 
 var _ tokens.Store = (*Store)(nil)
@@ -48,7 +58,7 @@ const DefaultMaxConns = 16
 // honoured; without pool_max_conns the pool holds DefaultMaxConns. Open
 // checks the database answers once and does not retry; a database that cannot
 // be reached yields an error that is tokens.ErrUnavailable.
-func Open(ctx context.Context, databaseURL string) (*Store, error) {
+func Open(ctx context.Context, databaseURL string, o Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse PostgreSQL URL: %w", err) // pgx redacts the password
@@ -71,7 +81,11 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		pool.Close()
 		return nil, storeErr(ctx, "connect to PostgreSQL", err)
 	}
-	return &Store{pool: pool}, nil
+	s := &Store{pool: pool}
+	if o.Writers > 0 {
+		s.group = startWriters(s, o.Writers)
+	}
+	return s, nil
 }
 
 // Migrate brings the schema up to date with the embedded migrations. It holds
@@ -124,8 +138,12 @@ func (s *Store) Ping(ctx context.Context) error {
 // Stat returns the connection pool's figures, for metrics.
 func (s *Store) Stat() *pgxpool.Stat { return s.pool.Stat() }
 
-// Close closes the pool, waiting for connections in use to be returned.
+// Close lets queued writes finish, then closes the pool, waiting for
+// connections in use to be returned.
 func (s *Store) Close() error {
+	if s.group != nil {
+		s.group.close()
+	}
 	s.pool.Close()
 	return nil
 }
@@ -169,6 +187,20 @@ func insertTokenArgs(t tokens.Token) []any {
 
 // Create inserts a new token. An id already stored is an error.
 func (s *Store) Create(ctx context.Context, t tokens.Token) error {
+	if s.group == nil {
+		return s.createOne(ctx, t)
+	}
+	w := &write{ctx: ctx, kind: writeCreate, token: t}
+	if err := s.group.do(w); err != nil {
+		return err
+	}
+	if w.alone {
+		return s.createOne(ctx, t)
+	}
+	return w.err
+}
+
+func (s *Store) createOne(ctx context.Context, t tokens.Token) error {
 	_, err := s.pool.Exec(ctx, insertTokenSQL, insertTokenArgs(t)...)
 	return s.fail(ctx, "create token", err)
 }
@@ -236,7 +268,26 @@ RETURNING ` + tokenColumns
 // conditional UPDATE, so concurrent redemptions cannot both succeed. When
 // nothing matched it returns the token as stored and false.
 func (s *Store) Redeem(ctx context.Context, id string, ticketHash []byte, now time.Time) (tokens.Token, bool, error) {
-	return s.transition(ctx, "redeem token", id, redeemSQL, id, ticketHash, now)
+	if s.group == nil {
+		return s.transition(ctx, "redeem token", id, redeemSQL, id, ticketHash, now)
+	}
+	w := &write{ctx: ctx, kind: writeRedeem, id: id, hash: ticketHash, now: now}
+	if err := s.group.do(w); err != nil {
+		return tokens.Token{}, false, err
+	}
+	switch {
+	case w.alone:
+		return s.transition(ctx, "redeem token", id, redeemSQL, id, ticketHash, now)
+	case w.err != nil:
+		return tokens.Token{}, false, w.err
+	case w.matched:
+		return w.token, true, nil
+	}
+	t, err := s.Get(ctx, id)
+	if err != nil {
+		return tokens.Token{}, false, err
+	}
+	return t, false, nil
 }
 
 const revokeSQL = `

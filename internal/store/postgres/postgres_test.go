@@ -16,11 +16,17 @@ import (
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
-// open returns a migrated store on the database at dbURL, closed when t ends.
+// open returns a migrated store on the database at dbURL, with grouped
+// writes as the service runs it, closed when t ends.
 func open(t *testing.T, dbURL string) *postgres.Store {
 	t.Helper()
+	return openWith(t, dbURL, postgres.Options{Writers: 4})
+}
+
+func openWith(t *testing.T, dbURL string, o postgres.Options) *postgres.Store {
+	t.Helper()
 	ctx := context.Background()
-	s, err := postgres.Open(ctx, dbURL)
+	s, err := postgres.Open(ctx, dbURL, o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -35,6 +41,15 @@ func TestContract(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) tokens.Store {
 		return open(t, pgtest.URL(t))
+	})
+}
+
+// TestContractUngrouped runs the contract with every write on its own, as
+// DATABASE_WRITERS=0 does.
+func TestContractUngrouped(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) tokens.Store {
+		return openWith(t, pgtest.URL(t), postgres.Options{})
 	})
 }
 
@@ -60,7 +75,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	const replicas = 4
 	stores := make([]*postgres.Store, replicas)
 	for i := range stores {
-		s, err := postgres.Open(ctx, dbURL)
+		s, err := postgres.Open(ctx, dbURL, postgres.Options{Writers: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +160,7 @@ func TestOpenUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// Port 1 on loopback: nothing listens, the dial is refused at once.
-	_, err := postgres.Open(ctx, "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2")
+	_, err := postgres.Open(ctx, "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2", postgres.Options{})
 	if !errors.Is(err, tokens.ErrUnavailable) {
 		t.Errorf("got %v, want an error that is %v", err, tokens.ErrUnavailable)
 	}
@@ -153,7 +168,7 @@ func TestOpenUnreachable(t *testing.T) {
 
 func TestOpenBadURL(t *testing.T) {
 	t.Parallel()
-	_, err := postgres.Open(context.Background(), "postgres://u:secret@host:notaport/db")
+	_, err := postgres.Open(context.Background(), "postgres://u:secret@host:notaport/db", postgres.Options{})
 	if err == nil {
 		t.Fatal("got nil error, want one")
 	}
