@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
@@ -151,6 +152,53 @@ func (b *bench) explainList(ctx context.Context) error {
 		}
 		fmt.Fprintln(b.out)
 	}
+	return b.explainRedeemGroup(ctx)
+}
+
+// explainRedeemGroup prints the plan of a group of 16 redemptions, the
+// statement the service's writers send under load, in a transaction rolled
+// back afterwards.
+func (b *bench) explainRedeemGroup(ctx context.Context) error {
+	tx, err := b.admin.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	var ids []string
+	var hashes [][]byte
+	rows, err := tx.Query(ctx, `SELECT id, ticket_hash FROM sign_in_tokens
+		WHERE status = 'pending' AND expires_at > now() ORDER BY random() LIMIT 16`)
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		var hash []byte
+		if err := rows.Scan(&id, &hash); err != nil {
+			return fmt.Errorf("explain: %w", err)
+		}
+		ids, hashes = append(ids, id), append(hashes, hash)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	nows := make([]time.Time, len(ids))
+	for i := range nows {
+		nows[i] = time.Now()
+	}
+	rows, err = tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+postgres.RedeemTokensSQL, ids, hashes, nows)
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	fmt.Fprintf(b.out, "EXPLAIN (ANALYZE, BUFFERS) of a group of %d redemptions, rolled back: %s\n", len(ids), oneLine(postgres.RedeemTokensSQL))
+	for _, l := range lines {
+		fmt.Fprintln(b.out, "  "+l)
+	}
+	fmt.Fprintln(b.out)
 	return nil
 }
 

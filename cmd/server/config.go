@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/signin-tokens/signin-tokens/internal/store"
+	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
 	"github.com/signin-tokens/signin-tokens/internal/userdir"
 )
 
@@ -52,7 +53,7 @@ type envVar struct {
 var envVars = []envVar{
 	{"HTTP_ADDR", ":8080", "address to listen on"},
 	{"DATABASE_URL", "", "postgres://... for PostgreSQL; sqlite:PATH or a file path for SQLite; empty: SQLite at $DATA_DIR/signin-tokens.db"},
-	{"DATABASE_WRITERS", "4", "PostgreSQL: writers sending creates and redemptions; each sends those that queued while it was busy as one transaction (group commit); 0: each write on its own"},
+	{"DATABASE_WRITERS", strconv.Itoa(postgres.DefaultWriters), "PostgreSQL: writers sending creates and redemptions; each sends those that queued while it was busy as one transaction (group commit); 0: each write on its own"},
 	{"DATA_DIR", "./data", "where generated dev keys and the default SQLite database are kept"},
 	{"SECRET_KEYS", "", "comma-separated admin keys, all accepted; empty: a dev key is generated under DATA_DIR"},
 	{"SIGNING_KEY_FILE", "", "PEM file of PKCS#8 Ed25519 keys; the first signs, all verify; empty: a key is generated under DATA_DIR"},

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
 )
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -13,7 +15,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatalf("empty environment: %v", err)
 	}
 	if cfg.HTTPAddr != ":8080" || cfg.DataDir != "./data" || cfg.DefaultExpiresIn != 30*24*time.Hour ||
-		cfg.Database.Kind != "sqlite" || cfg.LogFormat != "json" || cfg.RequestTimeout != 10*time.Second {
+		cfg.Database.Kind != "sqlite" || cfg.LogFormat != "json" || cfg.RequestTimeout != 10*time.Second ||
+		cfg.DatabaseWriters != postgres.DefaultWriters {
 		t.Errorf("defaults: got %+v", cfg)
 	}
 }
@@ -37,6 +40,7 @@ func TestLoadConfigNamesTheVariable(t *testing.T) {
 		"SHUTDOWN_TIMEOUT":             "-5s",
 		"MAX_BODY_BYTES":               "10",
 		"REQUEST_TIMEOUT":              "1ms",
+		"DATABASE_WRITERS":             "-1",
 	}
 	for name, value := range cases {
 		_, err := loadConfig(func(k string) string {

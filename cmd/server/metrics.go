@@ -15,7 +15,7 @@ func (g *gate) poolStats() (metrics.PoolStats, bool) {
 	}
 	switch st := (*p).(type) {
 	case *postgres.Store:
-		return metrics.PgxPoolStats(st.Stat()), true
+		return metrics.PostgresStats(st), true
 	case *sqlite.Store:
 		return metrics.SQLDBStats(st.Stats()), true
 	}

@@ -17,6 +17,7 @@ import (
 
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
 	"github.com/signin-tokens/signin-tokens/internal/store"
+	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
 	"github.com/signin-tokens/signin-tokens/internal/store/postgres/pgtest"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
@@ -84,7 +85,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	if o.keys == nil {
 		o.keys = []ed25519.PrivateKey{tokens.GenerateKey()}
 	}
-	st, _, err := store.Open(ctx, o.dbURL, store.Options{Writers: 4})
+	st, _, err := store.Open(ctx, o.dbURL, store.Options{Writers: postgres.DefaultWriters})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

@@ -10,11 +10,11 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
@@ -153,16 +153,25 @@ type PoolStats struct {
 	IdleConns    int           // connections open and waiting to be lent
 	WaitCount    int64         // requests for a connection that had to wait, since start
 	WaitDuration time.Duration // the time they waited, in all
+
+	// Group commit (PostgreSQL's DATABASE_WRITERS), since start.
+	WriteGroups   int64 // transactions that carried two writes or more
+	GroupedWrites int64 // the writes they carried
+	RetriedWrites int64 // writes of a refused group, run again alone
 }
 
-// PgxPoolStats converts a PostgreSQL pool's figures.
-func PgxPoolStats(s *pgxpool.Stat) PoolStats {
+// PostgresStats reads a PostgreSQL store's pool and group commit figures.
+func PostgresStats(st *postgres.Store) PoolStats {
+	p, w := st.Stat(), st.WriteStats()
 	return PoolStats{
-		MaxConns:     int(s.MaxConns()),
-		InUseConns:   int(s.AcquiredConns()),
-		IdleConns:    int(s.IdleConns()),
-		WaitCount:    s.EmptyAcquireCount(),
-		WaitDuration: s.EmptyAcquireWaitTime(),
+		MaxConns:      int(p.MaxConns()),
+		InUseConns:    int(p.AcquiredConns()),
+		IdleConns:     int(p.IdleConns()),
+		WaitCount:     p.EmptyAcquireCount(),
+		WaitDuration:  p.EmptyAcquireWaitTime(),
+		WriteGroups:   w.Groups,
+		GroupedWrites: w.Grouped,
+		RetriedWrites: w.Retried,
 	}
 }
 
@@ -193,6 +202,12 @@ var (
 		"Requests for a database connection that had to wait for one.", nil, nil)
 	poolWaitSecondsDesc = prometheus.NewDesc(namespace+"_db_connection_wait_seconds_total",
 		"Time spent waiting for a database connection.", nil, nil)
+	writeGroupsDesc = prometheus.NewDesc(namespace+"_db_write_groups_total",
+		"Transactions that carried two creates or redemptions or more (group commit).", nil, nil)
+	groupedWritesDesc = prometheus.NewDesc(namespace+"_db_grouped_writes_total",
+		"Creates and redemptions sent in a group; the rest went alone.", nil, nil)
+	retriedWritesDesc = prometheus.NewDesc(namespace+"_db_group_retried_writes_total",
+		"Writes of a group the database refused, each run again alone.", nil, nil)
 )
 
 // poolCollector reads the pool's figures when scraped, so they are never stale.
@@ -205,6 +220,9 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- poolConnsDesc
 	ch <- poolWaitsDesc
 	ch <- poolWaitSecondsDesc
+	ch <- writeGroupsDesc
+	ch <- groupedWritesDesc
+	ch <- retriedWritesDesc
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
@@ -217,4 +235,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.IdleConns), "idle")
 	ch <- prometheus.MustNewConstMetric(poolWaitsDesc, prometheus.CounterValue, float64(s.WaitCount))
 	ch <- prometheus.MustNewConstMetric(poolWaitSecondsDesc, prometheus.CounterValue, s.WaitDuration.Seconds())
+	ch <- prometheus.MustNewConstMetric(writeGroupsDesc, prometheus.CounterValue, float64(s.WriteGroups))
+	ch <- prometheus.MustNewConstMetric(groupedWritesDesc, prometheus.CounterValue, float64(s.GroupedWrites))
+	ch <- prometheus.MustNewConstMetric(retriedWritesDesc, prometheus.CounterValue, float64(s.RetriedWrites))
 }

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/rs/zerolog"
@@ -24,6 +23,7 @@ import (
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
 	"github.com/signin-tokens/signin-tokens/internal/metrics"
 	"github.com/signin-tokens/signin-tokens/internal/store"
+	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
 	"github.com/signin-tokens/signin-tokens/internal/store/postgres/pgtest"
 	"github.com/signin-tokens/signin-tokens/internal/store/sqlite"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
@@ -44,7 +44,7 @@ type bundle struct {
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	ctx := context.Background()
-	st, _, err := store.Open(ctx, pgtest.URL(t), store.Options{Writers: 4})
+	st, _, err := store.Open(ctx, pgtest.URL(t), store.Options{Writers: postgres.DefaultWriters})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -61,12 +61,12 @@ func setup(t *testing.T) *bundle {
 	ticketer := tokens.NewTicketer(keys, "https://tokens.test", now)
 	m := metrics.New()
 	m.WatchPool(func() (metrics.PoolStats, bool) {
-		s, ok := st.(interface{ Stat() *pgxpool.Stat })
+		s, ok := st.(*postgres.Store)
 		if !ok {
-			t.Errorf("store %T has no Stat method", st)
+			t.Errorf("store %T is not PostgreSQL's", st)
 			return metrics.PoolStats{}, false
 		}
-		return metrics.PgxPoolStats(s.Stat()), true
+		return metrics.PostgresStats(s), true
 	})
 	svc := tokens.NewService(tokens.Config{Store: st, Ticketer: ticketer, Now: now, Observer: m,
 		DefaultExpiresIn: time.Hour, MaxExpiresIn: 24 * time.Hour})
@@ -264,6 +264,13 @@ func TestScrapeAfterTraffic(t *testing.T) {
 	for _, key := range []string{`signin_tokens_db_connection_waits_total{}`, `signin_tokens_db_connection_wait_seconds_total{}`} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("%s missing", key)
+		}
+	}
+	// Group commit: requests one after another each find a writer idle and
+	// go alone, so no group has formed.
+	for _, key := range []string{`signin_tokens_db_write_groups_total{}`, `signin_tokens_db_grouped_writes_total{}`, `signin_tokens_db_group_retried_writes_total{}`} {
+		if v, ok := got[key]; !ok || v != 0 {
+			t.Errorf("%s: got %v (present %v), want 0", key, v, ok)
 		}
 	}
 	// The Go runtime collector is there too.

@@ -28,6 +28,13 @@ import (
 // arrays, one transaction, one WAL flush. Each caller still gets its own
 // answer only once its write is committed.
 
+// DefaultWriters is the service's number of writers (DATABASE_WRITERS). With
+// fewer writers, more writes queue and groups are larger: on the load tool's
+// pairs, 1 writer gave 0.67 of the baseline, 2 gave 0.56-0.59, 4 gave 0.56 and
+// none 0.46 (docs/benchmarks.md). Two keep most of the gain while one slow
+// group leaves the other writer free.
+const DefaultWriters = 2
+
 // maxGroup bounds how many writes one transaction carries.
 const maxGroup = 64
 
@@ -214,9 +221,11 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
 	AS t(id, user_id, org_id, status, ticket_hash,
 		created_at, updated_at, expires_at, accepted_at, revoked_at)`
 
-// redeemTokensSQL is redeemSQL for one (id, ticket hash, now) per element of
-// its arrays. Its RETURNING has tokenColumns for each token it accepted.
-const redeemTokensSQL = `
+// RedeemTokensSQL is the conditional UPDATE of a group's redemptions: one
+// (id, ticket hash, now) per element of its arrays, each accepted under the
+// same conditions as alone. Its RETURNING has tokenColumns for each token it
+// accepted. Exported for the load tool's query plans.
+const RedeemTokensSQL = `
 UPDATE sign_in_tokens AS t
 SET status = 'accepted', accepted_at = r.now, updated_at = r.now
 FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS r(id, ticket_hash, now)
@@ -263,7 +272,7 @@ func (s *Store) writeGroup(group []*write) (refused bool) {
 		for i, w := range redeems {
 			ids[i], hashes[i], nows[i] = w.id, w.hash, w.now
 		}
-		batch.Queue(redeemTokensSQL, ids, hashes, nows).Query(func(rows pgx.Rows) error {
+		batch.Queue(RedeemTokensSQL, ids, hashes, nows).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				t, err := scanToken(rows)
 				if err != nil {

@@ -20,7 +20,7 @@ import (
 // writes as the service runs it, closed when t ends.
 func open(t *testing.T, dbURL string) *postgres.Store {
 	t.Helper()
-	return openWith(t, dbURL, postgres.Options{Writers: 4})
+	return openWith(t, dbURL, postgres.Options{Writers: postgres.DefaultWriters})
 }
 
 func openWith(t *testing.T, dbURL string, o postgres.Options) *postgres.Store {
