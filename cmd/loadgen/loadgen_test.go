@@ -85,3 +85,24 @@ func TestProcessFigures(t *testing.T) {
 		t.Errorf("machineCPU() = %v, want > 0", got)
 	}
 }
+
+func TestParseFlagsScale(t *testing.T) {
+	cases := []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"-server", "bin/server", "-scale", "1000"}, true},
+		{[]string{"-url", "http://x", "-key", "k", "-database-url", "postgres://x", "-phases", "create", "-scale", "1000"}, false},
+		{[]string{"-server", "bin/server", "-scale", "1000", "-seed", "1000"}, false},
+		{[]string{"-server", "bin/server", "-scale", "1000", "-rate", "100"}, false},
+	}
+	for _, tc := range cases {
+		o, err := parseFlags(tc.args, io.Discard)
+		if (err == nil) != tc.ok {
+			t.Errorf("parseFlags(%q): got %v, want ok %v", tc.args, err, tc.ok)
+		}
+		if err == nil && o.scale != 1000 {
+			t.Errorf("parseFlags(%q): scale %d, want 1000", tc.args, o.scale)
+		}
+	}
+}

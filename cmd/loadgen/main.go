@@ -63,6 +63,7 @@ type options struct {
 	pool        int // the service's pool_max_conns; 0 keeps its default
 	logLevel    string
 	seed        int // rows COPYed before a second pass
+	scale       int // rows of the seeded database in the interleaved comparison
 	cpuProfile  string
 	profPhase   string
 	serverLog   string
@@ -94,6 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.pool, "pool", 0, "with -server: the service's pool_max_conns; 0 keeps the service's default")
 	fs.StringVar(&o.logLevel, "log-level", "info", "with -server: the service's LOG_LEVEL")
 	fs.IntVar(&o.seed, "seed", 0, "then COPY this many tokens (e.g. 1000000) and run every phase again")
+	fs.IntVar(&o.scale, "scale", 0, "with -server: instead of the passes, compare an empty table with one of this many\ntokens, each in its own database and service, taking turns run by run")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "with -server: write a CPU profile of the service during -profile-phase")
 	fs.StringVar(&o.profPhase, "profile-phase", phasePairs, "phase whose first service run is profiled")
 	fs.StringVar(&o.serverLog, "server-log", "", "with -server: file for the service's log (default: in a temporary directory)")
@@ -128,6 +130,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-client: raw or net/http, got %q", o.client)
 	case len(o.phases) == 0:
 		return o, errors.New("-phases names no phase")
+	case o.scale > 0 && (o.server == "" || o.seed > 0 || o.rate > 0):
+		return o, errors.New("-scale needs -server, and goes without -seed and -rate")
 	}
 	return o, nil
 }
@@ -146,6 +150,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	o, err := parseFlags(args[1:], stderr)
 	if err != nil {
 		return err
+	}
+	if o.scale > 0 {
+		return runScale(ctx, o, stdout)
 	}
 	b, err := newBench(ctx, o, stdout)
 	if err != nil {
