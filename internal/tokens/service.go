@@ -98,7 +98,7 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (Created, error) {
 		ttl = time.Duration(*p.ExpiresInSeconds) * time.Second
 	}
 	now := s.now()
-	tok := Token{ID: NewID(), UserID: p.UserID, OrgID: p.OrgID, Status: StatusPending,
+	tok := Token{ID: NewID(now), UserID: p.UserID, OrgID: p.OrgID, Status: StatusPending,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(ttl)}
 	ticket, err := s.tickets.Sign(tok)
 	if err != nil {
