@@ -104,8 +104,8 @@ const idTimeLength = 6 // 62^6 seconds: until the year 3770
 // time in seconds as 6 base62 characters, and 21 random base62 characters
 // (about 125 bits). Later tokens get ids that sort after earlier ones, byte
 // by byte, so the primary key grows at its right edge instead of at random
-// pages, and the recent tokens redemptions look for sit in pages in cache.
-// The time it shows is already in the token's created_at.
+// pages, and the recent tokens that redemptions look up share a few pages
+// that stay in cache. The time it shows is already in the token's created_at.
 func NewID(created time.Time) string {
 	var b [len(idPrefix) + idLength]byte
 	copy(b[:], idPrefix)

@@ -120,7 +120,10 @@ func (g *writers) close() {
 }
 
 // do queues w and waits until a writer has settled it. It fails only when
-// w's context ends before a writer takes it, or the store is closed.
+// w's context ends before a writer takes it, or the store is closed. Once
+// queued, w is waited for even if its context ends: the writer drops it, or
+// sends it under a deadline no later than its own, and the caller learns
+// what became of it.
 func (g *writers) do(w *write) error {
 	w.done = make(chan struct{})
 	g.mu.RLock()
