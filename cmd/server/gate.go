@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,11 +16,35 @@ import (
 type gate struct {
 	st      atomic.Pointer[tokens.Store]
 	lastErr atomic.Pointer[error]
+
+	mu     sync.Mutex // orders open against take
+	closed bool       // taken: a store that opens now is closed at once
 }
 
 func newGate() *gate { return &gate{} }
 
-func (g *gate) open(st tokens.Store) { g.st.Store(&st) }
+// open lets requests through to st; once the gate is closed, a store that
+// connects late (the database came back as shutdown began) is closed instead.
+func (g *gate) open(st tokens.Store) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		st.Close()
+		return
+	}
+	g.st.Store(&st)
+}
+
+// take closes the gate and returns its store, or nil if none opened.
+func (g *gate) take() tokens.Store {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	if p := g.st.Swap(nil); p != nil {
+		return *p
+	}
+	return nil
+}
 
 func (g *gate) fail(err error) { g.lastErr.Store(&err) }
 
@@ -100,8 +125,8 @@ func (g *gate) Ping(ctx context.Context) error {
 // Close closes the store once; later calls, and calls before it opened, do
 // nothing.
 func (g *gate) Close() error {
-	if p := g.st.Swap(nil); p != nil {
-		return (*p).Close()
+	if st := g.take(); st != nil {
+		return st.Close()
 	}
 	return nil
 }
@@ -111,13 +136,13 @@ func (g *gate) Close() error {
 // stopped answering must not hold the process past its shutdown grace. The
 // close goes on in the background if it takes longer.
 func (g *gate) closeWithin(ctx context.Context) {
-	p := g.st.Swap(nil)
-	if p == nil {
+	st := g.take()
+	if st == nil {
 		return
 	}
 	done := make(chan struct{})
 	go func() {
-		(*p).Close()
+		st.Close()
 		close(done)
 	}()
 	select {
