@@ -255,6 +255,36 @@ func TestRateLimits(t *testing.T) {
 	}
 }
 
+// TestRateLimitTrustedProxies: behind a trusted proxy, each address in
+// X-Forwarded-For has a budget of its own; without one, the header is
+// ignored and every request counts for the peer.
+func TestRateLimitTrustedProxies(t *testing.T) {
+	t.Parallel()
+	redeem := func(b *bundle, from string) response {
+		return b.do("POST", "/v1/tickets/redeem", `{"ticket":"x.y.z"}`, "X-Forwarded-For", from)
+	}
+	behind := setup(t, func(o *options) {
+		o.limits = apihttp.RateLimits{RedeemPerAddress: 2, TrustedProxies: []string{"127.0.0.1/32", "::1/128"}}
+	})
+	for i := 0; i < 2; i++ {
+		if r := redeem(behind, "203.0.113.1"); r.status != 400 {
+			t.Fatalf("redeem %d from 203.0.113.1: status %d, want 400", i+1, r.status)
+		}
+	}
+	redeem(behind, "203.0.113.1").wantError(t, 429, "too_many_requests")
+	if r := redeem(behind, "203.0.113.2"); r.status != 400 {
+		t.Errorf("redeem from 203.0.113.2 behind a trusted proxy: status %d, want 400 (a budget of its own)", r.status)
+	}
+
+	direct := setup(t, func(o *options) { o.limits = apihttp.RateLimits{RedeemPerAddress: 2} })
+	for i, from := range []string{"203.0.113.1", "203.0.113.2"} {
+		if r := redeem(direct, from); r.status != 400 {
+			t.Fatalf("redeem %d without a trusted proxy: status %d, want 400", i+1, r.status)
+		}
+	}
+	redeem(direct, "203.0.113.3").wantError(t, 429, "too_many_requests")
+}
+
 // TestKeyRotationThroughTheAPI: a ticket issued under the old key redeems on a
 // server whose key set puts a new key first, and not once the old key is gone.
 func TestKeyRotationThroughTheAPI(t *testing.T) {
