@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -78,7 +76,7 @@ func newBench(ctx context.Context, o options, out io.Writer) (_ *bench, err erro
 
 	keyFile, secret := o.signingKey, o.key
 	if o.server != "" {
-		keyFile, secret = filepath.Join(b.workDir, "signing.pem"), "sk_bench_"+randomHex(20)
+		keyFile, secret = filepath.Join(b.workDir, "signing.pem"), "sk_bench_"+tokens.RandomBase62(40)
 		pem, err := tokens.EncodePEM(tokens.GenerateKey())
 		if err != nil {
 			return nil, err
@@ -148,12 +146,6 @@ func withParam(dbURL, name, value string) string {
 	q.Set(name, value)
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // freeAddr returns a loopback address with a port nobody listens on.

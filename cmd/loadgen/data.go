@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,18 +140,9 @@ func (b *bench) explainList(ctx context.Context) error {
 		{countByUserSQL, []any{"user_4242"}},
 	} {
 		rows, err := b.admin.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+q.sql, q.args...)
-		if err != nil {
-			return fmt.Errorf("explain: %w", err)
+		if err := b.printPlan("EXPLAIN (ANALYZE, BUFFERS) "+oneLine(q.sql), rows, err); err != nil {
+			return err
 		}
-		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("explain: %w", err)
-		}
-		fmt.Fprintf(b.out, "EXPLAIN (ANALYZE, BUFFERS) %s\n", oneLine(q.sql))
-		for _, l := range lines {
-			fmt.Fprintln(b.out, "  "+l)
-		}
-		fmt.Fprintln(b.out)
 	}
 	return b.explainRedeemGroup(ctx)
 }
@@ -187,6 +179,12 @@ func (b *bench) explainRedeemGroup(ctx context.Context) error {
 		nows[i] = time.Now()
 	}
 	rows, err = tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+postgres.RedeemTokensSQL, ids, hashes, nows)
+	return b.printPlan(fmt.Sprintf("EXPLAIN (ANALYZE, BUFFERS) of a group of %d redemptions, rolled back: %s",
+		len(ids), oneLine(postgres.RedeemTokensSQL)), rows, err)
+}
+
+// printPlan prints an EXPLAIN's lines under title; err is the query's.
+func (b *bench) printPlan(title string, rows pgx.Rows, err error) error {
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
@@ -194,7 +192,7 @@ func (b *bench) explainRedeemGroup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
-	fmt.Fprintf(b.out, "EXPLAIN (ANALYZE, BUFFERS) of a group of %d redemptions, rolled back: %s\n", len(ids), oneLine(postgres.RedeemTokensSQL))
+	fmt.Fprintln(b.out, title)
 	for _, l := range lines {
 		fmt.Fprintln(b.out, "  "+l)
 	}
@@ -202,20 +200,5 @@ func (b *bench) explainRedeemGroup(ctx context.Context) error {
 	return nil
 }
 
-func oneLine(s string) string {
-	out := make([]byte, 0, len(s))
-	space := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '\n' || c == '\t' || c == ' ' {
-			space = true
-			continue
-		}
-		if space && len(out) > 0 {
-			out = append(out, ' ')
-		}
-		space = false
-		out = append(out, c)
-	}
-	return string(out)
-}
+// oneLine puts a statement on one line, its whitespace runs made single spaces.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

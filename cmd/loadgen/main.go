@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -122,7 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("give one of -server (start the service) or -url (a running service)")
 	case o.url != "" && (o.key == "" || o.databaseURL == ""):
 		return o, errors.New("-url needs -key and -database-url")
-	case o.url != "" && o.signingKey == "" && contains(o.phases, phaseRedeem):
+	case o.url != "" && o.signingKey == "" && slices.Contains(o.phases, phaseRedeem):
 		return o, errors.New("-url with the redeem phase needs -signing-key")
 	case o.concurrency < 1 || o.rounds < 1 || o.duration <= 0:
 		return o, errors.New("-c, -rounds and -d must be positive")
@@ -134,15 +135,6 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-scale needs -server, and goes without -seed and -rate")
 	}
 	return o, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // run is the whole program; main only wires it to the process.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -312,7 +313,7 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 	if phase == phaseRedeem && int(next.Load()) >= len(items) {
 		r.short = true
 	}
-	sortDurations(r.lat)
+	slices.Sort(r.lat)
 	if profErr != nil {
 		if err := <-profErr; err != nil {
 			fmt.Fprintln(b.out, "profile:", err)

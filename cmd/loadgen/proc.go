@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -112,8 +111,6 @@ func (b *bench) backendCPU(ctx context.Context) cpuByPid {
 	}
 	return out
 }
-
-func sortDurations(d []time.Duration) { slices.Sort(d) }
 
 // percentile is the q-quantile (0..1) of sorted durations, nearest rank.
 func percentile(sorted []time.Duration, q float64) time.Duration {

@@ -97,7 +97,7 @@ func merge(runs []result, target string) result {
 			m.err = r.err
 		}
 	}
-	sortDurations(m.lat)
+	slices.Sort(m.lat)
 	return m
 }
 

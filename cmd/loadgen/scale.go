@@ -33,32 +33,23 @@ func runScale(ctx context.Context, o options, out io.Writer) error {
 	}
 
 	type slot struct {
-		b      *bench
-		d      driver
-		seeded bool
+		b *bench
+		d driver
 	}
 	var slots []slot
 	for _, b := range []*bench{empty, seeded} {
 		if o.baseline {
-			slots = append(slots, slot{b, b.baselineDriver(), b == seeded})
+			slots = append(slots, slot{b, b.baselineDriver()})
 		}
-		slots = append(slots, slot{b, b.serviceDriver(), b == seeded})
+		slots = append(slots, slot{b, b.serviceDriver()})
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "  phase\ttarget\tempty\tseeded\tchange\tchange by round\t")
 	var details []func() // each phase's runs in full, printed after the summary
 	for _, phase := range o.phases {
-		var runs [2][]result // empty, seeded
-		// Rates by target, empty and seeded, summed over rounds, and the
-		// change within each round.
-		type acc struct {
-			ops     [2]int
-			secs    [2]float64
-			byRound []string
-		}
-		accs := map[string]*acc{}
+		// Every run, by database (empty, seeded) and target, in round order.
+		runs := [2]map[string][]result{{}, {}}
 		for round := range o.rounds {
-			rates := map[string][2]float64{}
 			for k := range slots {
 				s := slots[(k+round)%len(slots)]
 				r, err := s.b.runOnce(ctx, phase, s.d, 0, "")
@@ -67,39 +58,31 @@ func runScale(ctx context.Context, o options, out io.Writer) error {
 				}
 				s.b.fastest = max(s.b.fastest, r.rate())
 				i := 0
-				if s.seeded {
+				if s.b == seeded {
 					i = 1
 				}
-				a := accs[s.d.name]
-				if a == nil {
-					a = &acc{}
-					accs[s.d.name] = a
-				}
-				runs[i] = append(runs[i], r)
-				a.ops[i] += r.ops
-				a.secs[i] += r.elapsed.Seconds()
-				pair := rates[s.d.name]
-				pair[i] = r.rate()
-				rates[s.d.name] = pair
+				runs[i][s.d.name] = append(runs[i][s.d.name], r)
 			}
-			for name, pair := range rates {
-				accs[name].byRound = append(accs[name].byRound, fmt.Sprintf("%+.1f%%", change(pair[0], pair[1])))
+		}
+		var merged [2][]result // each database's runs added up, service then baseline
+		for _, name := range []string{targetService, targetBaseline} {
+			e, s := merge(runs[0][name], name), merge(runs[1][name], name)
+			merged[0], merged[1] = append(merged[0], e), append(merged[1], s)
+			if len(runs[0][name]) == 0 {
+				continue // the baseline is off
 			}
+			var byRound []string
+			for j, r := range runs[0][name] {
+				byRound = append(byRound, fmt.Sprintf("%+.1f%%", change(r.rate(), runs[1][name][j].rate())))
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%.0f\t%.0f\t%+.1f%%\t%s\t\n", phase, name, e.rate(), s.rate(), change(e.rate(), s.rate()), strings.Join(byRound, " "))
 		}
 		details = append(details, func() {
 			for i, title := range []string{"empty", thousands(o.scale) + " stored"} {
 				fmt.Fprintf(out, "%s, %s, all rounds:\n", phase, title)
-				empty.printTable([]result{merge(runs[i], targetService), merge(runs[i], targetBaseline)})
+				empty.printTable(merged[i])
 			}
 		})
-		for _, name := range []string{targetService, targetBaseline} {
-			a := accs[name]
-			if a == nil || a.secs[0] == 0 || a.secs[1] == 0 {
-				continue
-			}
-			e, s := float64(a.ops[0])/a.secs[0], float64(a.ops[1])/a.secs[1]
-			fmt.Fprintf(tw, "  %s\t%s\t%.0f\t%.0f\t%+.1f%%\t%s\t\n", phase, name, e, s, change(e, s), strings.Join(a.byRound, " "))
-		}
 	}
 	tw.Flush()
 	fmt.Fprintln(out)

@@ -27,8 +27,7 @@ type Config struct {
 	SigningKeyFile    string
 	Issuer            string
 	SignInURL         *url.URL
-	UserLookupURL     string
-	UserLookupAuth    string
+	Users             *userdir.Directory // nil: no user lookup
 	DefaultExpiresIn  time.Duration
 	MaxExpiresIn      time.Duration
 	LogLevel          string
@@ -139,13 +138,13 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		c.SignInURL = u
 	}
-	c.UserLookupURL = get("USER_LOOKUP_URL")
-	if c.UserLookupURL != "" {
-		if _, err := userdir.New(c.UserLookupURL, ""); err != nil {
+	if v := get("USER_LOOKUP_URL"); v != "" {
+		users, err := userdir.New(v, get("USER_LOOKUP_AUTHORIZATION"))
+		if err != nil {
 			fail("USER_LOOKUP_URL", "%v", err)
 		}
+		c.Users = users
 	}
-	c.UserLookupAuth = get("USER_LOOKUP_AUTHORIZATION")
 	c.MaxExpiresIn = seconds("MAX_EXPIRES_IN_SECONDS", 1, 10*365*24*3600)
 	c.DefaultExpiresIn = seconds("DEFAULT_EXPIRES_IN_SECONDS", 1, 10*365*24*3600)
 	if c.MaxExpiresIn > 0 && c.DefaultExpiresIn > c.MaxExpiresIn {

@@ -222,7 +222,7 @@ func runBinary(t *testing.T, bin string, env []string, args ...string) (int, str
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = env
+	cmd.Env = append([]string{}, env...) // never nil: nil would inherit the test's environment
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -46,14 +46,15 @@ var subcommands = []subcommand{
 
 // run is the whole program; main only wires it to the process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	// Help alone is the program's usage; with a subcommand, the flag set's.
+	if len(args) == 2 && (args[1] == "-h" || args[1] == "-help" || args[1] == "--help") {
+		printUsage(stderr)
+		return flag.ErrHelp
+	}
 	rest := args[1:]
 	name := "serve"
 	if len(rest) > 0 && rest[0] != "" && rest[0][0] != '-' {
 		name, rest = rest[0], rest[1:]
-	}
-	if len(rest) > 0 && (rest[0] == "-h" || rest[0] == "-help" || rest[0] == "--help") && len(args) == 2 {
-		printUsage(stderr)
-		return flag.ErrHelp
 	}
 	for _, sc := range subcommands {
 		if sc.name != name {

@@ -30,39 +30,33 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var built struct {
-	once sync.Once
-	path string
-	err  error
-}
+// buildServer builds the real program, once per run of the tests, with the
+// race detector when the tests run with it (the build cache then already
+// holds every package), and returns its path.
+var buildServer = sync.OnceValues(func() (string, error) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("the go command is needed to build the server: %w", err)
+	}
+	path := filepath.Join(binDir, "server")
+	args := []string{"build", "-o", path}
+	if raceEnabled() {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command(goTool, append(args, ".")...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return path, nil
+})
 
-// serverBinary builds the real program once, with the race detector when
-// the tests run with it (the build cache then already holds every package),
-// and returns its path.
+// serverBinary returns the built program's path, or ends the test.
 func serverBinary(t *testing.T) string {
 	t.Helper()
-	built.once.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			built.err = fmt.Errorf("the go command is needed to build the server: %w", err)
-			return
-		}
-		path := filepath.Join(binDir, "server")
-		args := []string{"build", "-o", path}
-		if raceEnabled() {
-			args = append(args, "-race")
-		}
-		out, err := exec.Command(goTool, append(args, ".")...).CombinedOutput()
-		if err != nil {
-			built.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		built.path = path
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
+	path, err := buildServer()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return built.path
+	return path
 }
 
 // raceEnabled reports whether this test binary was built with -race.
@@ -124,6 +118,13 @@ func spawn(t *testing.T, env map[string]string) *process {
 		}
 		if t.Failed() {
 			t.Logf("server %d stderr:\n%s", p.cmd.Process.Pid, p.stderr.Bytes())
+			p.mu.Lock()
+			for _, line := range p.lines {
+				if line["level"] == "error" || line["level"] == "warn" {
+					t.Logf("server %d log: %v", p.cmd.Process.Pid, line)
+				}
+			}
+			p.mu.Unlock()
 		}
 	})
 	select {

@@ -16,7 +16,6 @@ import (
 	"github.com/signin-tokens/signin-tokens/internal/metrics"
 	"github.com/signin-tokens/signin-tokens/internal/store"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
-	"github.com/signin-tokens/signin-tokens/internal/userdir"
 )
 
 func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
@@ -58,11 +57,11 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 	if err != nil {
 		return err
 	}
+	// Only a set directory goes in: a nil *userdir.Directory inside the
+	// interface would not compare equal to nil, and the service would call it.
 	var users tokens.UserDirectory
-	if cfg.UserLookupURL != "" {
-		if users, err = userdir.New(cfg.UserLookupURL, cfg.UserLookupAuth); err != nil {
-			return fmt.Errorf("USER_LOOKUP_URL: %w", err)
-		}
+	if cfg.Users != nil {
+		users = cfg.Users
 	}
 
 	// The store sits behind a gate: a network database that is down at start

@@ -95,10 +95,9 @@ func (p params) string(name string) (string, error) {
 func (p params) int64(name string) (*int64, error) {
 	var text string
 	if p.form != nil {
-		if !p.form.Has(name) || p.form.Get(name) == "" {
+		if text = p.form.Get(name); text == "" {
 			return nil, nil
 		}
-		text = p.form.Get(name)
 	} else {
 		v, ok := p.raw(name)
 		if !ok {
@@ -153,42 +152,37 @@ func parseFlatObject(b []byte) (fields map[string]json.RawMessage, ok bool) {
 		}
 		return nil, false
 	}
-	space()
-	if i >= len(b) || b[i] != '{' {
-		return nil, false
-	}
-	i++
-	space()
-	fields = make(map[string]json.RawMessage, 2)
-	if i < len(b) && b[i] == '}' {
+	// skip moves past whitespace, then, if c is next, past c and the
+	// whitespace after it.
+	skip := func(c byte) bool {
+		space()
+		if i >= len(b) || b[i] != c {
+			return false
+		}
 		i++
 		space()
+		return true
+	}
+	if !skip('{') {
+		return nil, false
+	}
+	fields = make(map[string]json.RawMessage, 2)
+	if skip('}') {
 		return fields, i == len(b)
 	}
 	for {
 		key, ok := str(true)
-		if !ok {
+		if !ok || !skip(':') {
 			return nil, false
 		}
-		space()
-		if i >= len(b) || b[i] != ':' {
-			return nil, false
-		}
-		i++
-		space()
 		value, ok := str(false)
 		if !ok {
 			return nil, false
 		}
 		fields[string(key[1:len(key)-1])] = json.RawMessage(value)
-		space()
 		switch {
-		case i < len(b) && b[i] == ',':
-			i++
-			space()
-		case i < len(b) && b[i] == '}':
-			i++
-			space()
+		case skip(','):
+		case skip('}'):
 			return fields, i == len(b)
 		default:
 			return nil, false

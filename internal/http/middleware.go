@@ -84,8 +84,9 @@ func observe(base zerolog.Logger, observer RequestObserver) func(http.Handler) h
 				}
 				elapsed := time.Since(start)
 				route := "unmatched"
-				if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-					route = rc.RoutePattern()
+				// RoutePattern, nil-safe, builds the pattern anew on every call: once.
+				if p := chi.RouteContext(r.Context()).RoutePattern(); p != "" {
+					route = p
 				}
 				if rec.status == 0 {
 					rec.status = http.StatusOK

@@ -98,11 +98,12 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 	}
 	// Every outcome is shown from the start, so rate() and alerts see a zero
-	// rather than a missing series.
-	for _, o := range []string{OutcomeAlreadyUsed, OutcomeRevoked, OutcomeExpired, OutcomeInvalid,
-		OutcomeNotFound, OutcomeMissing, OutcomeUnavailable, OutcomeError} {
+	// rather than a missing series. They are taken from outcomeByCode, so an
+	// outcome added there cannot be left out here.
+	for _, o := range outcomeByCode {
 		m.redeemFailures.WithLabelValues(o)
 	}
+	m.redeemFailures.WithLabelValues(OutcomeError)
 	m.registry.MustRegister(m.requests, m.latency, m.created, m.revoked, m.redeemed, m.redeemFailures,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -114,24 +114,35 @@ func NewID(created time.Time) string {
 		b[i] = base62[secs%62]
 		secs /= 62
 	}
-	copy(b[len(idPrefix)+idTimeLength:], RandomBase62(idLength-idTimeLength))
+	// Drawn straight into the id: Create makes one for every token.
+	fillBase62(b[len(idPrefix)+idTimeLength:])
 	return string(b[:])
 }
 
 // RandomBase62 returns n characters drawn uniformly from [0-9A-Za-z] with a
-// cryptographic generator, rejecting bytes that would bias the draw.
+// cryptographic generator.
 func RandomBase62(n int) string {
-	out := make([]byte, 0, n)
+	b := make([]byte, n)
+	fillBase62(b)
+	return string(b)
+}
+
+// fillBase62 fills dst with characters drawn uniformly from [0-9A-Za-z] with
+// a cryptographic generator, rejecting bytes that would bias the draw.
+func fillBase62(dst []byte) {
 	var buf [48]byte
-	for len(out) < n {
+	for n := 0; n < len(dst); {
 		rand.Read(buf[:]) // never fails on supported platforms
 		for _, b := range buf {
-			if b < 248 && len(out) < n { // 248 = 4*62: larger bytes would favour some characters
-				out = append(out, base62[b%62])
+			if b >= 248 { // 248 = 4*62: larger bytes would favour some characters
+				continue
+			}
+			dst[n] = base62[b%62]
+			if n++; n == len(dst) {
+				return
 			}
 		}
 	}
-	return string(out)
 }
 
 // ValidID reports whether id has the shape of a token id. Ids that cannot be

@@ -202,13 +202,7 @@ func (s *Store) writeOne(w *write) {
 	case writeCreate:
 		w.err = s.createOne(w.ctx, w.token)
 	case writeRedeem:
-		t, err := scanToken(s.pool.QueryRow(w.ctx, redeemSQL, w.id, w.hash, w.now))
-		switch {
-		case err == nil:
-			w.token, w.matched = t, true
-		case !errors.Is(err, pgx.ErrNoRows):
-			w.err = s.fail(w.ctx, w.kind.op(), err)
-		}
+		w.token, w.matched, w.err = s.update(w.ctx, w.kind.op(), redeemSQL, w.id, w.hash, w.now)
 	}
 }
 

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
 	"github.com/signin-tokens/signin-tokens/internal/store/postgres/pgtest"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
@@ -35,20 +33,7 @@ func groupSetup(t *testing.T) (s *postgres.Store, hold func() (release func())) 
 		t.Helper()
 		// The writer redeems a token whose row another transaction locks.
 		blocker := pending(fmt.Sprintf("sit_blocker_%d", time.Now().UnixNano()))
-		if err := s.Create(ctx, blocker); err != nil {
-			t.Fatal(err)
-		}
-		conn, err := pgx.Connect(ctx, dbURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM sign_in_tokens WHERE id = $1 FOR UPDATE`, blocker.ID); err != nil {
-			t.Fatal(err)
-		}
+		tx := lockRow(t, dbURL, s, blocker)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -59,14 +44,13 @@ func groupSetup(t *testing.T) (s *postgres.Store, hold func() (release func())) 
 		waitFor(t, "the writer to wait for the lock", func() bool {
 			var waiting int
 			err := s.QueryRowForTest(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`,
-				conn.PgConn().PID()).Scan(&waiting)
+				tx.Conn().PgConn().PID()).Scan(&waiting)
 			return err == nil && waiting == 1
 		})
 		var once sync.Once
 		release := func() {
 			once.Do(func() {
 				tx.Commit(ctx)
-				conn.Close(ctx)
 				<-done
 			})
 		}

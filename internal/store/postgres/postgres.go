@@ -275,19 +275,10 @@ func (s *Store) Redeem(ctx context.Context, id string, ticketHash []byte, now ti
 	if err := s.group.do(w); err != nil {
 		return tokens.Token{}, false, err
 	}
-	switch {
-	case w.alone:
+	if w.alone {
 		return s.transition(ctx, "redeem token", id, redeemSQL, id, ticketHash, now)
-	case w.err != nil:
-		return tokens.Token{}, false, w.err
-	case w.matched:
-		return w.token, true, nil
 	}
-	t, err := s.Get(ctx, id)
-	if err != nil {
-		return tokens.Token{}, false, err
-	}
-	return t, false, nil
+	return s.orStored(ctx, id, w.token, w.matched, w.err)
 }
 
 const revokeSQL = `
@@ -302,15 +293,35 @@ func (s *Store) Revoke(ctx context.Context, id string, now time.Time) (tokens.To
 	return s.transition(ctx, "revoke token", id, revokeSQL, id, now)
 }
 
-// transition runs a conditional UPDATE ... RETURNING; when it changes
-// nothing, a plain read says how the token stands (or that it is absent).
+// transition is a conditional UPDATE ... RETURNING answered as Redeem and
+// Revoke answer: update, then orStored.
 func (s *Store) transition(ctx context.Context, op, id, sql string, args ...any) (tokens.Token, bool, error) {
+	t, changed, err := s.update(ctx, op, sql, args...)
+	return s.orStored(ctx, id, t, changed, err)
+}
+
+// update runs a conditional UPDATE ... RETURNING: the token as changed and
+// true, or false when no row met the conditions. It reads nothing more: a
+// writer runs it and leaves orStored's read to the caller.
+func (s *Store) update(ctx context.Context, op, sql string, args ...any) (tokens.Token, bool, error) {
 	t, err := scanToken(s.pool.QueryRow(ctx, sql, args...))
-	if err == nil {
+	switch {
+	case err == nil:
 		return t, true, nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return tokens.Token{}, false, nil
 	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return tokens.Token{}, false, s.fail(ctx, op, err)
+	return tokens.Token{}, false, s.fail(ctx, op, err)
+}
+
+// orStored finishes a conditional update's outcome: when it changed nothing,
+// a plain read says how the token stands (or that it is absent).
+func (s *Store) orStored(ctx context.Context, id string, t tokens.Token, changed bool, err error) (tokens.Token, bool, error) {
+	switch {
+	case err != nil:
+		return tokens.Token{}, false, err
+	case changed:
+		return t, true, nil
 	}
 	t, err = s.Get(ctx, id)
 	if err != nil {

@@ -53,19 +53,6 @@ func TestContractUngrouped(t *testing.T) {
 	})
 }
 
-// withParam returns dbURL with one more query parameter.
-func withParam(t *testing.T, dbURL, key, value string) string {
-	t.Helper()
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set(key, value)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
 // TestMigrateConcurrently starts several replicas on one schema at once:
 // the advisory lock lets one migrate and the others find nothing to do.
 func TestMigrateConcurrently(t *testing.T) {
@@ -130,27 +117,25 @@ func TestSearchPath(t *testing.T) {
 
 func TestPoolMaxConnsParam(t *testing.T) {
 	t.Parallel()
-	s := open(t, withParam(t, pgtest.URL(t), "pool_max_conns", "1"))
+	s := open(t, pgtest.WithParam(t, pgtest.URL(t), "pool_max_conns", "1"))
 	// Work that needs a connection at a time still finishes on a pool of one.
-	storetestRedeemOnce(t, s)
+	redeemOnce(t, s)
 	if got := postgres.MaxConnsForTest(s); got != 1 {
 		t.Errorf("pool max conns: got %d, want 1", got)
 	}
 }
 
-func storetestRedeemOnce(t *testing.T, s *postgres.Store) {
+func redeemOnce(t *testing.T, s *postgres.Store) {
 	t.Helper()
 	ctx := context.Background()
-	now := time.Date(2025, 11, 28, 8, 0, 0, 0, time.UTC)
-	tok := tokens.Token{ID: "sit_one", UserID: "u", Status: tokens.StatusPending, TicketHash: []byte{1},
-		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	tok := pending("sit_one")
 	if err := s.Create(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := s.Redeem(ctx, tok.ID, tok.TicketHash, now); err != nil || !ok {
+	if _, ok, err := s.Redeem(ctx, tok.ID, tok.TicketHash, groupNow); err != nil || !ok {
 		t.Fatalf("Redeem: got %v, %v; want true, nil", ok, err)
 	}
-	if _, ok, err := s.Redeem(ctx, tok.ID, tok.TicketHash, now); err != nil || ok {
+	if _, ok, err := s.Redeem(ctx, tok.ID, tok.TicketHash, groupNow); err != nil || ok {
 		t.Fatalf("second Redeem: got %v, %v; want false, nil", ok, err)
 	}
 }
@@ -177,14 +162,12 @@ func TestOpenBadURL(t *testing.T) {
 	}
 }
 
-// blockRedeem holds a row lock on a stored token, so that Redeem of it waits
-// in the database; it returns the token and the blocking transaction.
-func blockRedeem(t *testing.T, dbURL string, s *postgres.Store) (tokens.Token, pgx.Tx) {
+// lockRow stores tok and holds a row lock on it from a connection of its
+// own, so that a Redeem of it waits in the database until the returned
+// transaction ends.
+func lockRow(t *testing.T, dbURL string, s *postgres.Store, tok tokens.Token) pgx.Tx {
 	t.Helper()
 	ctx := context.Background()
-	now := time.Date(2025, 11, 28, 8, 0, 0, 0, time.UTC)
-	tok := tokens.Token{ID: "sit_locked", UserID: "u", Status: tokens.StatusPending, TicketHash: []byte{1},
-		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	if err := s.Create(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +183,7 @@ func blockRedeem(t *testing.T, dbURL string, s *postgres.Store) (tokens.Token, p
 	if _, err := tx.Exec(ctx, "SELECT 1 FROM sign_in_tokens WHERE id = $1 FOR UPDATE", tok.ID); err != nil {
 		t.Fatal(err)
 	}
-	return tok, tx
+	return tx
 }
 
 // TestConnectionLostMidQuery kills the server process serving a Redeem while
@@ -210,9 +193,10 @@ func TestConnectionLostMidQuery(t *testing.T) {
 	ctx := context.Background()
 	base := pgtest.URL(t)
 	appName := "conn-lost-" + time.Now().Format("150405.000000000")
-	dbURL := withParam(t, base, "application_name", appName)
+	dbURL := pgtest.WithParam(t, base, "application_name", appName)
 	s := open(t, dbURL)
-	tok, tx := blockRedeem(t, base, s)
+	tok := pending("sit_locked")
+	tx := lockRow(t, base, s, tok)
 	defer tx.Rollback(ctx)
 
 	done := make(chan error, 1)
@@ -248,7 +232,8 @@ func TestCallerCancels(t *testing.T) {
 	t.Parallel()
 	base := pgtest.URL(t)
 	s := open(t, base)
-	tok, tx := blockRedeem(t, base, s)
+	tok := pending("sit_locked")
+	tx := lockRow(t, base, s, tok)
 	defer tx.Rollback(context.Background())
 
 	ctx, cancel := context.WithCancel(context.Background())

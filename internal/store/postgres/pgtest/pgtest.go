@@ -44,7 +44,9 @@ func URL(t testing.TB) string {
 		t.Fatalf("create schema %s: %v", schema, err)
 	}
 	t.Cleanup(func() { dropSchema(t, base, schema) })
-	return withSearchPath(t, base, schema)
+	// pgx sends search_path to the server as a run-time parameter on every
+	// connection it opens.
+	return WithParam(t, base, "search_path", schema)
 }
 
 func dropSchema(t testing.TB, base, schema string) {
@@ -83,18 +85,19 @@ func schemaName(testName string) string {
 	return b.String()
 }
 
-// withSearchPath adds search_path to a connection string; pgx sends it to
-// the server as a run-time parameter on every connection it opens.
-func withSearchPath(t testing.TB, base, schema string) string {
-	if !strings.HasPrefix(base, "postgres://") && !strings.HasPrefix(base, "postgresql://") {
-		return base + " search_path=" + schema // keyword/value form
+// WithParam returns the connection string dbURL, a URL or keyword/value
+// string, with the parameter key set to value.
+func WithParam(t testing.TB, dbURL, key, value string) string {
+	t.Helper()
+	if !strings.HasPrefix(dbURL, "postgres://") && !strings.HasPrefix(dbURL, "postgresql://") {
+		return dbURL + " " + key + "=" + value // keyword/value form
 	}
-	u, err := url.Parse(base)
+	u, err := url.Parse(dbURL)
 	if err != nil {
-		t.Fatalf("TEST_DATABASE_URL: %v", err)
+		t.Fatalf("database URL: %v", err)
 	}
 	q := u.Query()
-	q.Set("search_path", schema)
+	q.Set(key, value)
 	u.RawQuery = q.Encode()
 	return u.String()
 }
