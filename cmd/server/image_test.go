@@ -389,8 +389,17 @@ func checkRunsReadOnly(t *testing.T, bin string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if code, out, stderr := runBinary(t, bin, env, "healthcheck", "-ready"); code != 0 || strings.TrimSpace(out) != "ok" {
-		t.Errorf("healthcheck -ready: exit %d, %q %q; want 0 and ok", code, out, stderr)
+	// Live comes first; ready follows once the database is connected, which
+	// the server does in the background.
+	for {
+		code, out, stderr := runBinary(t, bin, env, "healthcheck", "-ready")
+		if code == 0 && strings.TrimSpace(out) == "ok" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("healthcheck -ready: exit %d, %q %q; want 0 and ok", code, out, stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	// The routes the image's users scrape and read.
