@@ -303,15 +303,32 @@ func (s *Store) transition(ctx context.Context, op, id, sql string, args ...any)
 // update runs a conditional UPDATE ... RETURNING: the token as changed and
 // true, or false when no row met the conditions. It reads nothing more: a
 // writer runs it and leaves orStored's read to the caller.
+//
+// A one-row UPDATE holds no lock another waits on, yet it can still be the
+// victim of a deadlock: waiting for a row a group of writes holds, it stands
+// first in that row's queue, and a second group queued behind it may hold
+// what the first group waits for. The victim's statement was rolled back, so
+// it is run again, a few times at most.
 func (s *Store) update(ctx context.Context, op, sql string, args ...any) (tokens.Token, bool, error) {
-	t, err := scanToken(s.pool.QueryRow(ctx, sql, args...))
-	switch {
-	case err == nil:
-		return t, true, nil
-	case errors.Is(err, pgx.ErrNoRows):
-		return tokens.Token{}, false, nil
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		t, err := scanToken(s.pool.QueryRow(ctx, sql, args...))
+		switch {
+		case err == nil:
+			return t, true, nil
+		case errors.Is(err, pgx.ErrNoRows):
+			return tokens.Token{}, false, nil
+		case attempt < attempts && ctx.Err() == nil && isDeadlock(err):
+			continue
+		}
+		return tokens.Token{}, false, s.fail(ctx, op, err)
 	}
-	return tokens.Token{}, false, s.fail(ctx, op, err)
+}
+
+// isDeadlock reports whether err is PostgreSQL's deadlock_detected.
+func isDeadlock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40P01"
 }
 
 // orStored finishes a conditional update's outcome: when it changed nothing,
