@@ -1,23 +1,15 @@
 package main
 
-import (
-	"github.com/signin-tokens/signin-tokens/internal/metrics"
-	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
-	"github.com/signin-tokens/signin-tokens/internal/store/sqlite"
-)
+import "github.com/signin-tokens/signin-tokens/internal/store"
 
-// poolStats reads the open store's connection pool figures for /metrics; it
+var _ store.Stats = (*gate)(nil)
+
+// PoolStats reads the open store's connection pool figures for /metrics; it
 // answers false while the database is still being connected.
-func (g *gate) poolStats() (metrics.PoolStats, bool) {
+func (g *gate) PoolStats() (store.PoolStats, bool) {
 	p := g.st.Load()
 	if p == nil {
-		return metrics.PoolStats{}, false
+		return store.PoolStats{}, false
 	}
-	switch st := (*p).(type) {
-	case *postgres.Store:
-		return metrics.PostgresStats(st), true
-	case *sqlite.Store:
-		return metrics.SQLDBStats(st.Stats()), true
-	}
-	return metrics.PoolStats{}, false
+	return store.PoolStatsOf(*p)
 }

@@ -79,7 +79,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 	defer gate.Close()
 
 	stats := metrics.New()
-	stats.WatchPool(gate.poolStats)
+	stats.WatchPool(gate)
 	service := tokens.NewService(tokens.Config{
 		Observer:         stats,
 		Store:            gate,

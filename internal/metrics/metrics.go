@@ -5,7 +5,6 @@
 package metrics
 
 import (
-	"database/sql"
 	"net/http"
 	"strconv"
 	"time"
@@ -14,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
+	"github.com/signin-tokens/signin-tokens/internal/store"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
@@ -147,50 +146,10 @@ func (m *Metrics) Redeemed(tokens.Token) { m.redeemed.Inc() }
 // RedeemFailed counts a refused redemption under its outcome.
 func (m *Metrics) RedeemFailed(err error) { m.redeemFailures.WithLabelValues(RedeemOutcome(err)).Inc() }
 
-// PoolStats are a database connection pool's figures at one moment.
-type PoolStats struct {
-	MaxConns     int           // the most connections the pool opens; 0: no limit
-	InUseConns   int           // connections lent out
-	IdleConns    int           // connections open and waiting to be lent
-	WaitCount    int64         // requests for a connection that had to wait, since start
-	WaitDuration time.Duration // the time they waited, in all
-
-	// Group commit (PostgreSQL's DATABASE_WRITERS), since start.
-	WriteGroups   int64 // transactions that carried two writes or more
-	GroupedWrites int64 // the writes they carried
-	RetriedWrites int64 // writes of a refused group, run again alone
-}
-
-// PostgresStats reads a PostgreSQL store's pool and group commit figures.
-func PostgresStats(st *postgres.Store) PoolStats {
-	p, w := st.Stat(), st.WriteStats()
-	return PoolStats{
-		MaxConns:      int(p.MaxConns()),
-		InUseConns:    int(p.AcquiredConns()),
-		IdleConns:     int(p.IdleConns()),
-		WaitCount:     p.EmptyAcquireCount(),
-		WaitDuration:  p.EmptyAcquireWaitTime(),
-		WriteGroups:   w.Groups,
-		GroupedWrites: w.Grouped,
-		RetriedWrites: w.Retried,
-	}
-}
-
-// SQLDBStats converts a database/sql pool's figures, SQLite's here.
-func SQLDBStats(s sql.DBStats) PoolStats {
-	return PoolStats{
-		MaxConns:     s.MaxOpenConnections,
-		InUseConns:   s.InUse,
-		IdleConns:    s.Idle,
-		WaitCount:    s.WaitCount,
-		WaitDuration: s.WaitDuration,
-	}
-}
-
-// WatchPool exports the figures stats returns at each scrape. stats answers
-// false while there is no pool yet (the database is still being connected),
-// and the pool's series are then left out.
-func (m *Metrics) WatchPool(stats func() (PoolStats, bool)) {
+// WatchPool exports the figures stats reports at each scrape. While it has
+// none (the database is still being connected), the pool's series are left
+// out.
+func (m *Metrics) WatchPool(stats store.Stats) {
 	m.registry.MustRegister(&poolCollector{stats: stats})
 }
 
@@ -213,7 +172,7 @@ var (
 
 // poolCollector reads the pool's figures when scraped, so they are never stale.
 type poolCollector struct {
-	stats func() (PoolStats, bool)
+	stats store.Stats
 }
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -227,7 +186,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	s, ok := c.stats()
+	s, ok := c.stats.PoolStats()
 	if !ok {
 		return
 	}

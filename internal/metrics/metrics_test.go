@@ -60,14 +60,13 @@ func setup(t *testing.T) *bundle {
 	now := func() time.Time { return start.Add(time.Duration(skew.Load())) }
 	ticketer := tokens.NewTicketer(keys, "https://tokens.test", now)
 	m := metrics.New()
-	m.WatchPool(func() (metrics.PoolStats, bool) {
-		s, ok := st.(*postgres.Store)
+	m.WatchPool(statsFunc(func() (store.PoolStats, bool) {
+		s, ok := store.PoolStatsOf(st)
 		if !ok {
-			t.Errorf("store %T is not PostgreSQL's", st)
-			return metrics.PoolStats{}, false
+			t.Errorf("store %T reports no pool figures", st)
 		}
-		return metrics.PostgresStats(s), true
-	})
+		return s, ok
+	}))
 	svc := tokens.NewService(tokens.Config{Store: st, Ticketer: ticketer, Now: now, Observer: m,
 		DefaultExpiresIn: time.Hour, MaxExpiresIn: 24 * time.Hour})
 	api := apihttp.NewServer(apihttp.Config{
@@ -312,14 +311,14 @@ func TestPoolWithoutStore(t *testing.T) {
 	m := metrics.New()
 	var mu sync.Mutex
 	var db *sqlite.Store
-	m.WatchPool(func() (metrics.PoolStats, bool) {
+	m.WatchPool(statsFunc(func() (store.PoolStats, bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		if db == nil {
-			return metrics.PoolStats{}, false
+			return store.PoolStats{}, false
 		}
-		return metrics.SQLDBStats(db.Stats()), true
-	})
+		return store.PoolStatsOf(db)
+	}))
 	srv := httptest.NewServer(muxWith(m))
 	defer srv.Close()
 	for key := range scrape(t, srv.URL) {
@@ -340,7 +339,7 @@ func TestPoolWithoutStore(t *testing.T) {
 	db = st
 	mu.Unlock()
 	got := scrape(t, srv.URL)
-	want := metrics.SQLDBStats(st.Stats())
+	want, _ := store.PoolStatsOf(st)
 	if got[`signin_tokens_db_connections_max{}`] != float64(want.MaxConns) ||
 		got[`signin_tokens_db_connections{state="idle"}`] != float64(want.IdleConns) ||
 		got[`signin_tokens_db_connections{state="in_use"}`] != float64(want.InUseConns) {
@@ -351,6 +350,11 @@ func TestPoolWithoutStore(t *testing.T) {
 		t.Errorf("sqlite pool: got %+v, want a connection open after Ping", want)
 	}
 }
+
+// statsFunc is a function that is a store.Stats.
+type statsFunc func() (store.PoolStats, bool)
+
+func (f statsFunc) PoolStats() (store.PoolStats, bool) { return f() }
 
 func muxWith(m *metrics.Metrics) http.Handler {
 	mux := http.NewServeMux()

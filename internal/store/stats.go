@@ -1,0 +1,66 @@
+package store
+
+import (
+	"time"
+
+	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
+	"github.com/signin-tokens/signin-tokens/internal/store/sqlite"
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+)
+
+// PoolStats are a store's connection pool and group commit figures at one
+// moment.
+type PoolStats struct {
+	MaxConns     int           // the most connections the pool opens; 0: no limit
+	InUseConns   int           // connections lent out
+	IdleConns    int           // connections open and waiting to be lent
+	WaitCount    int64         // requests for a connection that had to wait, since start
+	WaitDuration time.Duration // the time they waited, in all
+
+	// Group commit (PostgreSQL's DATABASE_WRITERS), since start.
+	WriteGroups   int64 // transactions that carried two writes or more
+	GroupedWrites int64 // the writes they carried
+	RetriedWrites int64 // writes of a refused group, run again alone
+}
+
+// Stats reports a store's figures, for metrics: the metrics package watches
+// this interface and never imports a concrete store. ok is false while there
+// are no figures to give, e.g. while the database is still being connected.
+type Stats interface {
+	PoolStats() (s PoolStats, ok bool)
+}
+
+// PoolStatsOf reads the figures of st, a PostgreSQL or SQLite store; it
+// answers false for any other store.
+//
+// The translation lives here, not in the stores, because this package
+// imports them to open them (open.go): a store returning PoolStats would
+// import this package back, a cycle. So each store reports in its own terms
+// (pgx's pool figures, database/sql's) and the one package that already
+// knows every backend turns them into PoolStats.
+func PoolStatsOf(st tokens.Store) (PoolStats, bool) {
+	switch st := st.(type) {
+	case *postgres.Store:
+		p, w := st.Stat(), st.WriteStats()
+		return PoolStats{
+			MaxConns:      int(p.MaxConns()),
+			InUseConns:    int(p.AcquiredConns()),
+			IdleConns:     int(p.IdleConns()),
+			WaitCount:     p.EmptyAcquireCount(),
+			WaitDuration:  p.EmptyAcquireWaitTime(),
+			WriteGroups:   w.Groups,
+			GroupedWrites: w.Grouped,
+			RetriedWrites: w.Retried,
+		}, true
+	case *sqlite.Store:
+		s := st.Stats()
+		return PoolStats{
+			MaxConns:     s.MaxOpenConnections,
+			InUseConns:   s.InUse,
+			IdleConns:    s.Idle,
+			WaitCount:    s.WaitCount,
+			WaitDuration: s.WaitDuration,
+		}, true
+	}
+	return PoolStats{}, false
+}
