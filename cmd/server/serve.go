@@ -66,7 +66,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 
 	// The store sits behind a gate: a network database that is down at start
 	// is retried in the background while /readyz says so.
-	gate := newGate()
+	gate := store.NewGate()
 	if cfg.Database.Kind == store.Postgres {
 		go connectWithRetry(ctx, cfg, log, gate)
 	} else {
@@ -74,7 +74,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		if err != nil {
 			return fmt.Errorf("DATABASE_URL: %w", err)
 		}
-		gate.open(st)
+		gate.Open(st)
 	}
 	defer gate.Close()
 
@@ -134,7 +134,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 	if err != nil {
 		srv.Close()
 	}
-	gate.closeWithin(shutdownCtx)
+	gate.CloseWithin(shutdownCtx)
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
@@ -158,15 +158,15 @@ func announceDevKey(log zerolog.Logger, addr net.Addr, key string) {
 
 // connectWithRetry opens and migrates the store, retrying with capped
 // exponential backoff until it succeeds or ctx ends.
-func connectWithRetry(ctx context.Context, cfg Config, log zerolog.Logger, gate *gate) {
+func connectWithRetry(ctx context.Context, cfg Config, log zerolog.Logger, gate *store.Gate) {
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		st, err := openStore(ctx, cfg, log)
 		if err == nil {
-			gate.open(st)
+			gate.Open(st)
 			return
 		}
-		gate.fail(err)
+		gate.Fail(err)
 		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("database unreachable; retrying")
 		select {
 		case <-ctx.Done():

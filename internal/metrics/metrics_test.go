@@ -11,7 +11,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,7 +50,9 @@ func setup(t *testing.T) *bundle {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	t.Cleanup(func() { st.Close() })
+	gate := store.NewGate()
+	gate.Open(st)
+	t.Cleanup(func() { gate.Close() })
 	keys, err := tokens.NewKeySet(tokens.GenerateKey())
 	if err != nil {
 		t.Fatal(err)
@@ -60,14 +61,8 @@ func setup(t *testing.T) *bundle {
 	now := func() time.Time { return start.Add(time.Duration(skew.Load())) }
 	ticketer := tokens.NewTicketer(keys, "https://tokens.test", now)
 	m := metrics.New()
-	m.WatchPool(statsFunc(func() (store.PoolStats, bool) {
-		s, ok := store.PoolStatsOf(st)
-		if !ok {
-			t.Errorf("store %T reports no pool figures", st)
-		}
-		return s, ok
-	}))
-	svc := tokens.NewService(tokens.Config{Store: st, Ticketer: ticketer, Now: now, Observer: m,
+	m.WatchPool(gate)
+	svc := tokens.NewService(tokens.Config{Store: gate, Ticketer: ticketer, Now: now, Observer: m,
 		DefaultExpiresIn: time.Hour, MaxExpiresIn: 24 * time.Hour})
 	api := apihttp.NewServer(apihttp.Config{
 		Service: svc, SecretKeys: []string{testKey}, Logger: zerolog.New(io.Discard),
@@ -309,16 +304,9 @@ func TestRedeemOutcome(t *testing.T) {
 func TestPoolWithoutStore(t *testing.T) {
 	t.Parallel()
 	m := metrics.New()
-	var mu sync.Mutex
-	var db *sqlite.Store
-	m.WatchPool(statsFunc(func() (store.PoolStats, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		if db == nil {
-			return store.PoolStats{}, false
-		}
-		return store.PoolStatsOf(db)
-	}))
+	gate := store.NewGate()
+	defer gate.Close()
+	m.WatchPool(gate)
 	srv := httptest.NewServer(muxWith(m))
 	defer srv.Close()
 	for key := range scrape(t, srv.URL) {
@@ -331,13 +319,10 @@ func TestPoolWithoutStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
 	if err := st.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	db = st
-	mu.Unlock()
+	gate.Open(st)
 	got := scrape(t, srv.URL)
 	want, _ := store.PoolStatsOf(st)
 	if got[`signin_tokens_db_connections_max{}`] != float64(want.MaxConns) ||
@@ -350,11 +335,6 @@ func TestPoolWithoutStore(t *testing.T) {
 		t.Errorf("sqlite pool: got %+v, want a connection open after Ping", want)
 	}
 }
-
-// statsFunc is a function that is a store.Stats.
-type statsFunc func() (store.PoolStats, bool)
-
-func (f statsFunc) PoolStats() (store.PoolStats, bool) { return f() }
 
 func muxWith(m *metrics.Metrics) http.Handler {
 	mux := http.NewServeMux()

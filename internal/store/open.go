@@ -1,5 +1,7 @@
 // Package store picks the token store DATABASE_URL names, PostgreSQL or
-// SQLite, and opens it.
+// SQLite, and opens it. It also holds what serves any store from above: the
+// Gate that stands in for a store until it opens, and the figures metrics
+// read from it (Stats).
 package store
 
 import (

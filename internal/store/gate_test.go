@@ -1,4 +1,4 @@
-package main
+package store
 
 import (
 	"context"
@@ -19,9 +19,9 @@ func TestGateClosesALateStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	g := newGate()
+	g := NewGate()
 	g.Close()
-	g.open(st)
+	g.Open(st)
 	if err := st.Ping(ctx); err == nil {
 		t.Error("store opened after the gate closed: still open, want closed")
 	}
