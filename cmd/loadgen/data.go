@@ -121,26 +121,13 @@ func (b *bench) seed(ctx context.Context, n int) error {
 	return nil
 }
 
-// listByUserSQL and countByUserSQL are the two statements the PostgreSQL
-// store's List sends for a user_id filter, as one batch.
-const (
-	listByUserSQL = `SELECT id, user_id, coalesce(org_id, ''), status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at FROM sign_in_tokens WHERE user_id = $1
-		ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3`
-	countByUserSQL = `SELECT count(*) FROM sign_in_tokens WHERE user_id = $1`
-)
-
-// explainList prints the plans of list-by-user on the seeded table.
+// explainList prints the plans of list-by-user on the seeded table: the two
+// statements the PostgreSQL store's List sends for a user_id filter.
 func (b *bench) explainList(ctx context.Context) error {
-	for _, q := range []struct {
-		sql  string
-		args []any
-	}{
-		{listByUserSQL, []any{"user_4242", 10, 0}},
-		{countByUserSQL, []any{"user_4242"}},
-	} {
-		rows, err := b.admin.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+q.sql, q.args...)
-		if err := b.printPlan("EXPLAIN (ANALYZE, BUFFERS) "+oneLine(q.sql), rows, err); err != nil {
+	page, count := postgres.ListQueries(tokens.ListFilter{UserID: "user_4242", Limit: 10})
+	for _, q := range []postgres.Query{page, count} {
+		rows, err := b.admin.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+q.SQL, q.Args...)
+		if err := b.printPlan("EXPLAIN (ANALYZE, BUFFERS) "+oneLine(q.SQL), rows, err); err != nil {
 			return err
 		}
 	}

@@ -1,14 +1,21 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
+	"github.com/signin-tokens/signin-tokens/internal/store/postgres/pgtest"
 )
 
 func TestRawConnKeepsAliveAndReadsAnswers(t *testing.T) {
@@ -103,6 +110,40 @@ func TestParseFlagsScale(t *testing.T) {
 		}
 		if err == nil && o.scale != 1000 {
 			t.Errorf("parseFlags(%q): scale %d, want 1000", tc.args, o.scale)
+		}
+	}
+}
+
+// TestExplainList runs the plans loadgen prints against a migrated schema:
+// the statements are the store's own, so they must run as the store runs them.
+func TestExplainList(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	st, err := postgres.Open(ctx, url, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var out strings.Builder
+	b := &bench{admin: admin, out: &out}
+	if err := b.explainList(ctx); err != nil {
+		t.Fatalf("explainList: %v", err)
+	}
+	for _, want := range []string{
+		"EXPLAIN (ANALYZE, BUFFERS) SELECT id, user_id,",
+		"EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM sign_in_tokens WHERE user_id = $1",
+		"EXPLAIN (ANALYZE, BUFFERS) of a group of 0 redemptions",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output: got\n%s\nwant it to contain %q", out.String(), want)
 		}
 	}
 }

@@ -212,9 +212,17 @@ func (s *Store) Get(ctx context.Context, id string) (tokens.Token, error) {
 	return t, s.fail(ctx, "get token", err)
 }
 
-// List returns the tokens matching f, newest first (id breaking ties), and
-// how many match in all.
-func (s *Store) List(ctx context.Context, f tokens.ListFilter) ([]tokens.Token, int, error) {
+// Query is one SQL statement with its arguments.
+type Query struct {
+	SQL  string
+	Args []any
+}
+
+// ListQueries returns the two statements List sends for f, as one batch:
+// the page of tokens, newest first, and the count of all that match. They
+// are exported so the load tool explains the very statements the store
+// runs, not a copy.
+func ListQueries(f tokens.ListFilter) (page, count Query) {
 	var conds []string
 	var args []any
 	if f.UserID != "" {
@@ -233,23 +241,29 @@ func (s *Store) List(ctx context.Context, f tokens.ListFilter) ([]tokens.Token, 
 	if limit <= 0 {
 		limit = tokens.DefaultListLimit
 	}
-	page := fmt.Sprintf(`SELECT %s FROM sign_in_tokens %s
+	page.SQL = fmt.Sprintf(`SELECT %s FROM sign_in_tokens %s
 		ORDER BY created_at DESC, id DESC LIMIT $%d OFFSET $%d`,
 		tokenColumns, where, len(args)+1, len(args)+2)
+	page.Args = append(slices.Clip(args), limit, max(f.Offset, 0))
+	return page, Query{SQL: `SELECT count(*) FROM sign_in_tokens ` + where, Args: args}
+}
 
+// List returns the tokens matching f, newest first (id breaking ties), and
+// how many match in all.
+func (s *Store) List(ctx context.Context, f tokens.ListFilter) ([]tokens.Token, int, error) {
+	page, count := ListQueries(f)
 	// One round trip for the page and the count.
 	batch := &pgx.Batch{}
 	var list []tokens.Token
 	var total int
-	pageArgs := append(slices.Clip(args), limit, max(f.Offset, 0))
-	batch.Queue(page, pageArgs...).Query(func(rows pgx.Rows) error {
+	batch.Queue(page.SQL, page.Args...).Query(func(rows pgx.Rows) error {
 		var err error
 		list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (tokens.Token, error) {
 			return scanToken(row)
 		})
 		return err
 	})
-	batch.Queue(`SELECT count(*) FROM sign_in_tokens `+where, args...).QueryRow(func(row pgx.Row) error {
+	batch.Queue(count.SQL, count.Args...).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&total)
 	})
 	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
