@@ -161,13 +161,10 @@ func (b *bench) explainRedeemGroup(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
-	nows := make([]time.Time, len(ids))
-	for i := range nows {
-		nows[i] = time.Now()
-	}
-	rows, err = tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+postgres.RedeemTokensSQL, ids, hashes, nows)
+	group := postgres.RedeemGroupQuery(ids, hashes, time.Now())
+	rows, err = tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+group.SQL, group.Args...)
 	return b.printPlan(fmt.Sprintf("EXPLAIN (ANALYZE, BUFFERS) of a group of %d redemptions, rolled back: %s",
-		len(ids), oneLine(postgres.RedeemTokensSQL)), rows, err)
+		len(ids), oneLine(group.SQL)), rows, err)
 }
 
 // printPlan prints an EXPLAIN's lines under title; err is the query's.

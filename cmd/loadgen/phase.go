@@ -129,8 +129,8 @@ func (b *bench) baselineDriver() driver {
 		},
 		redeem: func(ctx context.Context, w *worker, it issued) error {
 			now := time.Now().UTC().Truncate(time.Millisecond)
-			_, ok, err := st.Redeem(ctx, it.id, it.hash, now)
-			if err == nil && !ok {
+			_, change, err := st.Redeem(ctx, it.id, it.hash, now, nil)
+			if err == nil && change != tokens.Changed {
 				err = errors.New("redeem: the conditional update matched no row")
 			}
 			return err

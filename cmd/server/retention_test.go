@@ -43,8 +43,8 @@ func TestSweepDeletesOnlyWhatRetentionAllows(t *testing.T) {
 	}
 	revokeAt := func(at time.Time) func(string) {
 		return func(id string) {
-			if _, ok, err := st.Revoke(ctx, id, at); err != nil || !ok {
-				t.Fatalf("revoke: %v %v", ok, err)
+			if _, change, err := st.Revoke(ctx, id, at, nil); err != nil || change != tokens.Changed {
+				t.Fatalf("revoke: %v %v", change, err)
 			}
 		}
 	}

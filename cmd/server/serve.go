@@ -177,10 +177,10 @@ func connectWithRetry(ctx context.Context, cfg Config, log zerolog.Logger, gate 
 	}
 }
 
-// sweep deletes finished and expired tokens past the retention period, in
-// small batches so no statement holds locks for long.
+// sweep deletes finished and expired tokens past the retention period, and
+// idempotency keys past their window, each in small batches of its own so no
+// statement holds locks for long.
 func sweep(ctx context.Context, st tokens.Store, retention, every time.Duration, log zerolog.Logger) {
-	const batch = 500
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -190,22 +190,35 @@ func sweep(ctx context.Context, st tokens.Store, retention, every time.Duration,
 		case <-t.C:
 		}
 		now := time.Now()
-		total := 0
-		for ctx.Err() == nil {
-			n, err := st.DeleteFinished(ctx, now.Add(-retention), now.Add(-tokens.IdempotencyWindow), batch)
-			if err != nil {
-				if !errors.Is(err, tokens.ErrUnavailable) || ctx.Err() == nil {
-					log.Warn().Err(err).Msg("retention sweep failed")
-				}
-				break
-			}
-			total += n
-			if n < batch {
-				break
-			}
-		}
-		if total > 0 {
-			log.Info().Int("deleted", total).Msg("retention sweep")
+		tokensDeleted := sweepBatches(ctx, log, "tokens", func(limit int) (int, error) {
+			return st.DeleteFinished(ctx, now.Add(-retention), limit)
+		})
+		keysDeleted := sweepBatches(ctx, log, "idempotency keys", func(limit int) (int, error) {
+			return st.DeleteIdempotencyKeys(ctx, now.Add(-tokens.IdempotencyWindow), limit)
+		})
+		if tokensDeleted > 0 || keysDeleted > 0 {
+			log.Info().Int("deleted", tokensDeleted).Int("idempotency_keys_deleted", keysDeleted).Msg("retention sweep")
 		}
 	}
+}
+
+// sweepBatches runs del with a batch limit until it deletes less than a
+// batch, and returns how many rows it deleted.
+func sweepBatches(ctx context.Context, log zerolog.Logger, what string, del func(limit int) (int, error)) int {
+	const batch = 500
+	total := 0
+	for ctx.Err() == nil {
+		n, err := del(batch)
+		if err != nil {
+			if !errors.Is(err, tokens.ErrUnavailable) || ctx.Err() == nil {
+				log.Warn().Err(err).Str("what", what).Msg("retention sweep failed")
+			}
+			break
+		}
+		total += n
+		if n < batch {
+			break
+		}
+	}
+	return total
 }

@@ -85,7 +85,7 @@ func queryInt(v, name string, def int) (int, error) {
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	// The body is ignored: none, {} and the Go SDK's literal null all revoke.
-	tok, err := s.service.Revoke(r.Context(), chi.URLParam(r, "id"))
+	tok, err := s.service.Revoke(r.Context(), chi.URLParam(r, "id"), r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,8 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	tok, err := s.service.Redeem(r.Context(), ticket)
+	tok, err := s.service.Redeem(r.Context(), tokens.RedeemParams{Ticket: ticket,
+		IdempotencyKey: r.Header.Get("Idempotency-Key")})
 	if err != nil {
 		return err
 	}

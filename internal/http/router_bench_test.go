@@ -30,7 +30,7 @@ func (s *stubStore) Create(_ context.Context, t tokens.Token) error {
 	return nil
 }
 
-func (s *stubStore) CreateIdempotent(ctx context.Context, t tokens.Token, _ string, _ []byte, _ time.Time) (tokens.Token, bool, error) {
+func (s *stubStore) CreateIdempotent(ctx context.Context, t tokens.Token, _ tokens.Idempotency) (tokens.Token, bool, error) {
 	return t, true, s.Create(ctx, t)
 }
 
@@ -48,22 +48,26 @@ func (s *stubStore) List(context.Context, tokens.ListFilter) ([]tokens.Token, in
 	return nil, 0, nil
 }
 
-func (s *stubStore) Revoke(ctx context.Context, id string, now time.Time) (tokens.Token, bool, error) {
+func (s *stubStore) Revoke(ctx context.Context, id string, now time.Time, _ *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
 	t, err := s.Get(ctx, id)
+	if err != nil {
+		return t, tokens.Unchanged, err
+	}
 	t.Status, t.RevokedAt, t.UpdatedAt = tokens.StatusRevoked, &now, now
-	return t, err == nil, err
+	return t, tokens.Changed, nil
 }
 
-func (s *stubStore) Redeem(ctx context.Context, id string, hash []byte, now time.Time) (tokens.Token, bool, error) {
+func (s *stubStore) Redeem(ctx context.Context, id string, hash []byte, now time.Time, _ *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
 	t, err := s.Get(ctx, id)
 	if err != nil || string(t.TicketHash) != string(hash) {
-		return t, false, err
+		return t, tokens.Unchanged, err
 	}
 	t.Status, t.AcceptedAt, t.UpdatedAt = tokens.StatusAccepted, &now, now
-	return t, true, nil
+	return t, tokens.Changed, nil
 }
 
-func (s *stubStore) DeleteFinished(context.Context, time.Time, time.Time, int) (int, error) {
+func (s *stubStore) DeleteFinished(context.Context, time.Time, int) (int, error) { return 0, nil }
+func (s *stubStore) DeleteIdempotencyKeys(context.Context, time.Time, int) (int, error) {
 	return 0, nil
 }
 

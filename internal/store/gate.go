@@ -78,12 +78,12 @@ func (g *Gate) Create(ctx context.Context, t tokens.Token) error {
 }
 
 // CreateIdempotent passes to the open store's CreateIdempotent.
-func (g *Gate) CreateIdempotent(ctx context.Context, t tokens.Token, key string, hash []byte, notBefore time.Time) (tokens.Token, bool, error) {
+func (g *Gate) CreateIdempotent(ctx context.Context, t tokens.Token, key tokens.Idempotency) (tokens.Token, bool, error) {
 	st, err := g.store()
 	if err != nil {
 		return tokens.Token{}, false, err
 	}
-	return st.CreateIdempotent(ctx, t, key, hash, notBefore)
+	return st.CreateIdempotent(ctx, t, key)
 }
 
 // Get passes to the open store's Get.
@@ -105,30 +105,39 @@ func (g *Gate) List(ctx context.Context, f tokens.ListFilter) ([]tokens.Token, i
 }
 
 // Revoke passes to the open store's Revoke.
-func (g *Gate) Revoke(ctx context.Context, id string, now time.Time) (tokens.Token, bool, error) {
+func (g *Gate) Revoke(ctx context.Context, id string, now time.Time, key *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
 	st, err := g.store()
 	if err != nil {
-		return tokens.Token{}, false, err
+		return tokens.Token{}, tokens.Unchanged, err
 	}
-	return st.Revoke(ctx, id, now)
+	return st.Revoke(ctx, id, now, key)
 }
 
 // Redeem passes to the open store's Redeem.
-func (g *Gate) Redeem(ctx context.Context, id string, hash []byte, now time.Time) (tokens.Token, bool, error) {
+func (g *Gate) Redeem(ctx context.Context, id string, hash []byte, now time.Time, key *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
 	st, err := g.store()
 	if err != nil {
-		return tokens.Token{}, false, err
+		return tokens.Token{}, tokens.Unchanged, err
 	}
-	return st.Redeem(ctx, id, hash, now)
+	return st.Redeem(ctx, id, hash, now, key)
 }
 
 // DeleteFinished passes to the open store's DeleteFinished.
-func (g *Gate) DeleteFinished(ctx context.Context, cutoff, keysCutoff time.Time, limit int) (int, error) {
+func (g *Gate) DeleteFinished(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	st, err := g.store()
 	if err != nil {
 		return 0, err
 	}
-	return st.DeleteFinished(ctx, cutoff, keysCutoff, limit)
+	return st.DeleteFinished(ctx, cutoff, limit)
+}
+
+// DeleteIdempotencyKeys passes to the open store's DeleteIdempotencyKeys.
+func (g *Gate) DeleteIdempotencyKeys(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	st, err := g.store()
+	if err != nil {
+		return 0, err
+	}
+	return st.DeleteIdempotencyKeys(ctx, cutoff, limit)
 }
 
 // Ping passes to the open store's Ping: ErrUnavailable until it opens.

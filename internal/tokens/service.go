@@ -112,8 +112,8 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (Created, error) {
 		s.observer.Created(tok)
 		return Created{Token: tok, Ticket: ticket}, nil
 	}
-	stored, created, err := s.store.CreateIdempotent(ctx, tok, p.IdempotencyKey,
-		createRequestHash(p), now.Add(-IdempotencyWindow))
+	stored, created, err := s.store.CreateIdempotent(ctx, tok, Idempotency{Key: p.IdempotencyKey,
+		RequestHash: createRequestHash(p), NotBefore: now.Add(-IdempotencyWindow)})
 	if err != nil {
 		return Created{}, err
 	}
@@ -143,8 +143,9 @@ func (s *Service) validateCreate(p CreateParams) error {
 		return ParamValueInvalid("user_id", fmt.Sprintf("must be valid UTF-8 of at most %d bytes.", MaxIDParamBytes))
 	case len(p.OrgID) > MaxIDParamBytes || !utf8.ValidString(p.OrgID):
 		return ParamValueInvalid("org_id", fmt.Sprintf("must be valid UTF-8 of at most %d bytes.", MaxIDParamBytes))
-	case len(p.IdempotencyKey) > MaxIdempotencyKey:
-		return ParamValueInvalid("Idempotency-Key", fmt.Sprintf("must be at most %d bytes.", MaxIdempotencyKey))
+	}
+	if err := validKey(p.IdempotencyKey); err != nil {
+		return err
 	}
 	if p.ExpiresInSeconds != nil {
 		max := int64(s.maxTTL / time.Second)
@@ -192,67 +193,109 @@ func (s *Service) List(ctx context.Context, f ListFilter) ([]Token, int, error) 
 	return s.store.List(ctx, f)
 }
 
-// Revoke moves a pending token to revoked. An expired pending token may be revoked.
-func (s *Service) Revoke(ctx context.Context, id string) (Token, error) {
+// validKey checks an Idempotency-Key header's value; "" is no key.
+func validKey(key string) error {
+	if len(key) > MaxIdempotencyKey {
+		return ParamValueInvalid("Idempotency-Key", fmt.Sprintf("must be at most %d bytes.", MaxIdempotencyKey))
+	}
+	return nil
+}
+
+// idempotency is the key record for a change at now, or nil without a key.
+// request identifies the request; op keeps one key's uses on different
+// verbs apart, so that reusing a key across verbs is a mismatch.
+func idempotency(key, op string, request []byte, now time.Time) *Idempotency {
+	if key == "" {
+		return nil
+	}
+	h := sha256.New()
+	h.Write([]byte(op + "\x00"))
+	h.Write(request)
+	return &Idempotency{Key: key, RequestHash: h.Sum(nil), NotBefore: now.Add(-IdempotencyWindow)}
+}
+
+// Revoke moves a pending token to revoked. An expired pending token may be
+// revoked. With an idempotency key, a retry of a revoke that succeeded
+// answers the token as that revoke left it.
+func (s *Service) Revoke(ctx context.Context, id, idempotencyKey string) (Token, error) {
+	if err := validKey(idempotencyKey); err != nil {
+		return Token{}, err
+	}
 	if !ValidID(id) {
 		return Token{}, ErrNotFound
 	}
-	tok, ok, err := s.store.Revoke(ctx, id, s.now())
-	if err != nil {
+	now := s.now()
+	tok, change, err := s.store.Revoke(ctx, id, now, idempotency(idempotencyKey, "revoke", []byte(id), now))
+	switch {
+	case err != nil:
 		return Token{}, err
-	}
-	if !ok {
+	case change == Unchanged:
 		e := *ErrCannotRevoke
 		e.LongMessage = fmt.Sprintf("Sign in token cannot be revoked because its status is %s. Only pending tokens can be revoked.", tok.Status)
 		return tok, &e
+	case change == Changed:
+		s.observer.Revoked(tok)
 	}
-	s.observer.Revoked(tok)
 	return tok, nil
+}
+
+// RedeemParams are the inputs of Redeem.
+type RedeemParams struct {
+	Ticket string
+	// IdempotencyKey, optional: a retry with the same key and ticket after a
+	// lost answer gets the answer of the redemption that succeeded.
+	IdempotencyKey string
 }
 
 // Redeem accepts a ticket once: the first call for a valid, pending,
-// unexpired ticket moves its token to accepted; every other call fails.
-func (s *Service) Redeem(ctx context.Context, ticket string) (Token, error) {
-	tok, err := s.redeem(ctx, ticket)
-	if err != nil {
+// unexpired ticket moves its token to accepted; every other call fails,
+// except a retry under the idempotency key of the call that succeeded.
+func (s *Service) Redeem(ctx context.Context, p RedeemParams) (Token, error) {
+	tok, change, err := s.redeem(ctx, p)
+	switch {
+	case err != nil:
 		s.observer.RedeemFailed(err)
 		return Token{}, err
+	case change == Changed:
+		s.observer.Redeemed(tok)
 	}
-	s.observer.Redeemed(tok)
 	return tok, nil
 }
 
-func (s *Service) redeem(ctx context.Context, ticket string) (Token, error) {
-	if ticket == "" {
-		return Token{}, ParamMissing("ticket")
+func (s *Service) redeem(ctx context.Context, p RedeemParams) (Token, Change, error) {
+	if p.Ticket == "" {
+		return Token{}, Unchanged, ParamMissing("ticket")
 	}
-	claims, err := s.tickets.Verify(ticket)
+	if err := validKey(p.IdempotencyKey); err != nil {
+		return Token{}, Unchanged, err
+	}
+	claims, err := s.tickets.Verify(p.Ticket)
 	if err != nil {
-		return Token{}, err
+		return Token{}, Unchanged, err
 	}
-	hash := HashTicket(ticket)
+	hash := HashTicket(p.Ticket)
 	now := s.now()
-	tok, ok, err := s.store.Redeem(ctx, claims.ID, hash, now)
+	tok, change, err := s.store.Redeem(ctx, claims.ID, hash, now, idempotency(p.IdempotencyKey, "redeem", hash, now))
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return Token{}, ErrCannotBeUsed
+		return Token{}, Unchanged, ErrCannotBeUsed
 	case err != nil:
-		return Token{}, err
-	case ok:
-		return tok, nil
+		return Token{}, Unchanged, err
+	case change != Unchanged:
+		return tok, change, nil
 	}
 	// Nothing matched: the stored row tells why, in the contract's order.
 	switch {
 	case subtle.ConstantTimeCompare(tok.TicketHash, hash) != 1:
-		return Token{}, ErrTicketInvalid
+		return Token{}, Unchanged, ErrTicketInvalid
 	case tok.Status == StatusPending && tok.Expired(now):
-		return Token{}, ErrTicketExpired
+		return Token{}, Unchanged, ErrTicketExpired
 	case tok.Status == StatusAccepted:
-		return Token{}, ErrAlreadyUsed
+		return Token{}, Unchanged, ErrAlreadyUsed
 	case tok.Status == StatusRevoked:
-		return Token{}, ErrRevoked
+		return Token{}, Unchanged, ErrRevoked
 	}
-	return Token{}, fmt.Errorf("redeem of %s matched nothing, yet its status is %q", tok.ID, tok.Status)
+	return Token{}, Unchanged, fmt.Errorf("redeem of %s matched nothing, yet its status is %q", tok.ID, tok.Status)
 }
 
 // Ready reports whether the store can be reached.

@@ -6,6 +6,7 @@ package tokens
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"time"
 )
 
@@ -55,10 +56,57 @@ type ListFilter struct {
 	Offset int
 }
 
+// Change says what a conditional change of a token's state did.
+type Change uint8
+
+// The outcomes of Redeem and Revoke.
+const (
+	// Unchanged: the token did not meet the change's conditions; it is
+	// returned as stored.
+	Unchanged Change = iota
+	// Changed: this call made the change.
+	Changed
+	// Replayed: an earlier call with the same idempotency key and the same
+	// request made it; the token is returned as stored, which is as that
+	// call left it, since accepted and revoked are final.
+	Replayed
+)
+
+// Idempotency is an Idempotency-Key sent with a change: the key, what
+// identifies the request it came with, and the moment before which an
+// earlier use of the key no longer counts (IdempotencyWindow ago).
+type Idempotency struct {
+	Key         string
+	RequestHash []byte
+	NotBefore   time.Time
+}
+
+// StoredKey is an idempotency key as a store recorded it.
+type StoredKey struct {
+	RequestHash []byte
+	TokenID     string
+	CreatedAt   time.Time
+}
+
+// Replays reports whether stored, the record of k's key, answers the request
+// k came with: true when the key was used for the same request since
+// NotBefore, ErrIdempotencyMismatch when it was used for another, and false
+// when it is free (stored is nil, or older than NotBefore).
+func (k Idempotency) Replays(stored *StoredKey) (bool, error) {
+	if stored == nil || stored.CreatedAt.Before(k.NotBefore) {
+		return false, nil
+	}
+	if subtle.ConstantTimeCompare(stored.RequestHash, k.RequestHash) != 1 {
+		return false, ErrIdempotencyMismatch
+	}
+	return true, nil
+}
+
 // Store keeps tokens. Every method that changes a token takes the one "now"
 // used for all of its timestamps. Methods return ErrNotFound (or an *Error
-// wrapping it) for an unknown id; any other error is an internal failure,
-// or ErrUnavailable when the database cannot be reached.
+// wrapping it) for an unknown id; ErrUnavailable when the database cannot be
+// reached or did not answer in time; an error wrapping context.Canceled when
+// the caller left; any other error is an internal failure.
 type Store interface {
 	// Create inserts a new token.
 	Create(ctx context.Context, t Token) error
@@ -67,23 +115,30 @@ type Store interface {
 	// List returns the tokens matching f, newest first, and how many match in all.
 	List(ctx context.Context, f ListFilter) ([]Token, int, error)
 	// Revoke moves a pending token to revoked in one conditional statement.
-	// It returns the revoked token and true, or the token as stored and false
-	// when it was not pending.
-	Revoke(ctx context.Context, id string, now time.Time) (Token, bool, error)
+	// It returns the revoked token and Changed, or the token as stored and
+	// Unchanged when it was not pending. With a key, the key is recorded in
+	// the same transaction as the change, and only with it; a key already
+	// recorded for the same request answers Replayed with the token as
+	// stored, one recorded for another request ErrIdempotencyMismatch.
+	Revoke(ctx context.Context, id string, now time.Time, key *Idempotency) (Token, Change, error)
 	// Redeem moves a pending, unexpired token whose ticket hash matches to
-	// accepted in one conditional statement. It returns the accepted token and
-	// true, or the token as stored and false when any condition failed.
-	Redeem(ctx context.Context, id string, ticketHash []byte, now time.Time) (Token, bool, error)
-	// CreateIdempotent inserts t unless key was already used since
-	// notBefore: then it returns the token created under that key and false,
-	// or ErrIdempotencyMismatch when requestHash differs from the first one.
-	// Key and token are written in one transaction.
-	CreateIdempotent(ctx context.Context, t Token, key string, requestHash []byte, notBefore time.Time) (Token, bool, error)
+	// accepted in one conditional statement. It returns the accepted token
+	// and Changed, or the token as stored and Unchanged when any condition
+	// failed. A key is treated as Revoke treats it.
+	Redeem(ctx context.Context, id string, ticketHash []byte, now time.Time, key *Idempotency) (Token, Change, error)
+	// CreateIdempotent inserts t unless key.Key was used since
+	// key.NotBefore: then it returns the token created under that key and
+	// false, or ErrIdempotencyMismatch when the request hashes differ. Key
+	// and token are written in one transaction.
+	CreateIdempotent(ctx context.Context, t Token, key Idempotency) (Token, bool, error)
 	// DeleteFinished deletes up to limit tokens that expired before cutoff or
-	// were accepted or revoked before cutoff, and idempotency keys used before
-	// keysCutoff. It returns how many tokens it deleted; safe to run from
-	// several processes at once.
-	DeleteFinished(ctx context.Context, cutoff, keysCutoff time.Time, limit int) (int, error)
+	// were accepted or revoked before cutoff, and returns how many it
+	// deleted; safe to run from several processes at once.
+	DeleteFinished(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	// DeleteIdempotencyKeys deletes up to limit idempotency keys used before
+	// cutoff, and returns how many it deleted; safe to run from several
+	// processes at once.
+	DeleteIdempotencyKeys(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.

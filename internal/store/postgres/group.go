@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,21 +13,47 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
-// Group commit, done by the store.
+// Group commit, done by the store's writers.
 //
 // Every commit waits for its WAL flush, and for a one-row INSERT or UPDATE
 // the round trip and the commit around it cost the server more than the row
 // itself. So creates and redemptions go through a fixed number of writers.
-// A write that finds a writer idle is sent at once, as its own statement,
-// exactly as without grouping: a lightly loaded service adds no wait. Writes
-// that arrive while every writer is busy queue up, and the next free writer
-// sends all of them together: one round trip, one statement per kind over
-// arrays, one transaction, one WAL flush. Each caller still gets its own
-// answer only once its write is committed.
+// A write that finds a writer idle is sent at once, as its own statement: a
+// lightly loaded service adds no wait. Writes that arrive while every writer
+// is busy queue up, and the next free writer sends all of them together: one
+// round trip, one statement per kind over arrays, one transaction, one WAL
+// flush.
+//
+// What grouping must never do is spread one write's trouble to the others.
+// The invariants:
+//
+//  1. A caller is answered only once its write committed, failed, or was
+//     handed back to it. A caller whose context ends while its write is
+//     still queued leaves at once, and its write is never sent.
+//  2. A group never waits for a row lock: its redemptions lock their rows
+//     with SKIP LOCKED, and a redemption whose row another transaction holds
+//     is handed back. Any other wait (a table lock, an idempotency key that
+//     another transaction is inserting) is cut short by the writers'
+//     lock_timeout, which refuses the group.
+//  3. A group is sent under the earliest deadline of its callers and none of
+//     their cancellations, so no caller waits past its own deadline and one
+//     caller leaving fails nobody else.
+//  4. A group the server refuses (a constraint, a lock timeout, a deadlock,
+//     a deadline that passed) rolled back as a whole, and every write of it
+//     is handed back; so is every write of a group that never reached the
+//     server.
+//  5. A write handed back runs alone, on the caller's goroutine, on the
+//     store's main pool and under the caller's own context: it waits or fails
+//     exactly as it would have without grouping.
+//  6. Only a connection lost while the group was in flight fails the whole
+//     group: nobody can tell whether it committed, so every caller is told
+//     ErrUnavailable (and a redemption can be retried safely under an
+//     Idempotency-Key).
 
 // DefaultWriters is the service's number of writers (DATABASE_WRITERS). With
 // fewer writers, more writes queue and groups are larger: on the load tool's
@@ -37,6 +64,14 @@ const DefaultWriters = 2
 
 // maxGroup bounds how many writes one transaction carries.
 const maxGroup = 64
+
+// writerLockTimeout is the writers' lock_timeout. Their redemptions never
+// wait on a row (SKIP LOCKED), so what this bounds is rarer: an INSERT
+// waiting for a table lock (a migration, an operator's LOCK) or for another
+// transaction inserting the same idempotency key. Healthy lock waits last a
+// commit, a few milliseconds here; past this the group is refused and its
+// writes run alone, each waiting only under its own deadline.
+const writerLockTimeout = 100 * time.Millisecond
 
 type writeKind uint8
 
@@ -52,32 +87,58 @@ func (k writeKind) op() string {
 	return "redeem token"
 }
 
-// write is one Create or Redeem handed to the writers, and its outcome.
-type write struct {
-	ctx  context.Context
-	kind writeKind
-	// create: the token to insert. redeem: the token as stored after the
-	// update, when it matched.
-	token tokens.Token
-	id    string // redeem: the token, its ticket's hash and the time
-	hash  []byte
-	now   time.Time
+// A write's life, in write.state: queued, then taken by a writer or
+// abandoned by its caller, whichever comes first.
+const (
+	stateQueued int32 = iota
+	stateTaken
+	stateAbandoned
+)
 
-	matched bool  // redeem: the conditional UPDATE changed the row
-	alone   bool  // not settled in its group: the caller runs it on its own
-	err     error // the write failed
-	done    chan struct{}
+// write is one Create or Redeem handed to the writers: its input, and once
+// done is closed, its outcome.
+type write struct {
+	ctx    context.Context
+	kind   writeKind
+	create tokens.Token // writeCreate: the token to insert
+	redeem redemption   // writeRedeem
+	state  atomic.Int32
+	done   chan struct{}
+	out    writeOutcome
+}
+
+// redemption is what a grouped Redeem needs.
+type redemption struct {
+	id   string
+	hash []byte
+	now  time.Time
+	key  *tokens.Idempotency // optional
+}
+
+// writeOutcome is what became of a write. Exactly one of: alone (the caller
+// runs it itself), err, or success, which for a redemption is matched
+// (token holds the accepted token) or not (the row did not meet the
+// conditions, and the caller reads why).
+type writeOutcome struct {
+	alone   bool
+	err     error
+	matched bool
+	token   tokens.Token
 }
 
 // writers is the store's pool of writers: goroutines that take writes off
-// one queue, each sending what has queued up as one transaction.
+// one bounded queue (a full queue makes callers wait: back-pressure), each
+// sending what has queued up as one transaction, on connections of their own.
 type writers struct {
 	s     *Store
+	pool  *pgxpool.Pool // one connection per writer, with writerLockTimeout
 	queue chan *write
 
 	mu     sync.RWMutex // held to send on queue; taken to close it
 	closed bool
 	wg     sync.WaitGroup
+
+	beforeSend atomic.Pointer[func()] // tests hold a writer here
 
 	groups, grouped, retried atomic.Int64 // see WriteStats
 }
@@ -86,7 +147,7 @@ type writers struct {
 type WriteStats struct {
 	Groups  int64 // transactions that carried two writes or more
 	Grouped int64 // writes those transactions carried
-	Retried int64 // writes of a group the server refused, run again alone
+	Retried int64 // writes handed back to run alone (a refused group, a locked row)
 }
 
 // WriteStats returns the grouping figures; all zero without writers.
@@ -98,17 +159,27 @@ func (s *Store) WriteStats() WriteStats {
 	return WriteStats{Groups: g.groups.Load(), Grouped: g.grouped.Load(), Retried: g.retried.Load()}
 }
 
-func startWriters(s *Store, n int) *writers {
-	g := &writers{s: s, queue: make(chan *write, 4*maxGroup)}
+// startWriters starts n writers for s, connecting to the database cfg
+// describes through a pool of their own.
+func startWriters(ctx context.Context, s *Store, cfg *pgxpool.Config, n int) (*writers, error) {
+	cfg = cfg.Copy()
+	cfg.MaxConns = int32(n)
+	cfg.MinConns = 0
+	cfg.ConnConfig.RuntimeParams["lock_timeout"] = fmt.Sprintf("%dms", writerLockTimeout.Milliseconds())
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	g := &writers{s: s, pool: pool, queue: make(chan *write, 4*maxGroup)}
 	g.wg.Add(n)
 	for range n {
 		go g.run()
 	}
-	return g
+	return g, nil
 }
 
-// close stops taking writes, lets the writers finish what is queued and
-// waits for them.
+// close stops taking writes, lets the writers finish what is queued, waits
+// for them and closes their pool.
 func (g *writers) close() {
 	g.mu.Lock()
 	if !g.closed {
@@ -117,13 +188,13 @@ func (g *writers) close() {
 	}
 	g.mu.Unlock()
 	g.wg.Wait()
+	g.pool.Close()
 }
 
-// do queues w and waits until a writer has settled it. It fails only when
-// w's context ends before a writer takes it, or the store is closed. Once
-// queued, w is waited for even if its context ends: the writer drops it, or
-// sends it under a deadline no later than its own, and the caller learns
-// what became of it.
+// do queues w and waits until a writer has settled it, or until w's context
+// ends while w is still queued (then w is never sent). A write a writer has
+// taken is waited for: its group ends by this caller's deadline (invariant
+// 3), and the caller learns what became of it.
 func (g *writers) do(w *write) error {
 	w.done = make(chan struct{})
 	g.mu.RLock()
@@ -138,7 +209,14 @@ func (g *writers) do(w *write) error {
 		return storeErr(w.ctx, w.kind.op(), w.ctx.Err())
 	}
 	g.mu.RUnlock()
-	<-w.done
+	select {
+	case <-w.done:
+	case <-w.ctx.Done():
+		if w.state.CompareAndSwap(stateQueued, stateAbandoned) {
+			return storeErr(w.ctx, w.kind.op(), w.ctx.Err())
+		}
+		<-w.done
+	}
 	return nil
 }
 
@@ -161,6 +239,9 @@ func (g *writers) run() {
 				break fill
 			}
 		}
+		if hook := g.beforeSend.Load(); hook != nil {
+			(*hook)()
+		}
 		g.send(group)
 		clear(group)
 	}
@@ -170,40 +251,82 @@ func (g *writers) run() {
 func (g *writers) send(group []*write) {
 	live := group[:0]
 	for _, w := range group {
+		if !w.state.CompareAndSwap(stateQueued, stateTaken) {
+			continue // its caller left
+		}
 		if err := w.ctx.Err(); err != nil {
-			w.err = storeErr(w.ctx, w.kind.op(), err)
+			w.out.err = storeErr(w.ctx, w.kind.op(), err)
 			close(w.done)
 			continue
 		}
 		live = append(live, w)
 	}
-	if len(live) == 1 {
-		// Alone, it keeps its own context: a caller who gives up cancels
-		// the statement on the server.
-		g.s.writeOne(live[0])
-		close(live[0].done)
-		return
+	switch {
+	case len(live) == 1 && live[0].kind == writeCreate:
+		g.createOne(live[0])
+	case len(live) == 1 && live[0].redeem.key == nil:
+		g.redeemOne(live[0])
+	case len(live) > 0:
+		if len(live) > 1 {
+			g.groups.Add(1)
+			g.grouped.Add(int64(len(live)))
+		}
+		g.writeGroup(live)
 	}
-	if len(live) > 1 {
-		g.groups.Add(1)
-		g.grouped.Add(int64(len(live)))
-		if retried := g.s.writeGroup(live); retried {
-			g.retried.Add(int64(len(live)))
+	for _, w := range live {
+		if w.out.alone {
+			g.retried.Add(1)
 		}
-		for _, w := range live {
-			close(w.done)
-		}
+		close(w.done)
 	}
 }
 
-// writeOne sends a single write as its own statement.
-func (s *Store) writeOne(w *write) {
-	switch w.kind {
-	case writeCreate:
-		w.err = s.createOne(w.ctx, w.token)
-	case writeRedeem:
-		w.token, w.matched, w.err = s.update(w.ctx, w.kind.op(), redeemSQL, w.id, w.hash, w.now)
+// createOne sends a lone create as its own statement, under its caller's
+// context: a caller who gives up cancels the statement on the server.
+func (g *writers) createOne(w *write) {
+	_, err := g.pool.Exec(w.ctx, insertTokenSQL, insertTokenArgs(w.create)...)
+	g.settle(w, err, func() {})
+}
+
+// redeemOne sends a lone redemption without a key as its own statement.
+func (g *writers) redeemOne(w *write) {
+	r := w.redeem
+	t, err := scanToken(g.pool.QueryRow(w.ctx, redeemSQL, r.id, r.hash, r.now))
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = nil
 	}
+	g.settle(w, err, func() { w.out.token, w.out.matched = t, t.ID != "" })
+}
+
+// settle records a lone write's outcome: done, handed back, or failed.
+func (g *writers) settle(w *write, err error, done func()) {
+	switch {
+	case err == nil:
+		done()
+	case refused(err):
+		w.out.alone = true
+	default:
+		w.out.err = g.s.fail(w.ctx, w.kind.op(), err)
+	}
+}
+
+// refused reports whether err means the server rolled back what it was sent,
+// or never received it, so that running it again cannot do anything twice:
+// an error the server answered with (a refused statement, a cancel it
+// confirmed), a connection that could not be made, and a context that ended
+// before anything was sent. A lost connection, a driver timeout (the server
+// never confirmed the cancel) and a FATAL error (the server ends the session,
+// possibly after a commit, as when a synchronous replication wait is cut
+// short) are not: the transaction may have committed.
+func refused(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		severity := cmp.Or(pgErr.SeverityUnlocalized, pgErr.Severity)
+		return severity != "FATAL" && severity != "PANIC"
+	}
+	var connectErr *pgconn.ConnectError
+	ctxErr := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+	return errors.As(err, &connectErr) || pgconn.SafeToRetry(err) || ctxErr && !pgconn.Timeout(err)
 }
 
 // createTokensSQL inserts one row per element of its arrays, which
@@ -218,22 +341,45 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
 	AS t(id, user_id, org_id, status, ticket_hash,
 		created_at, updated_at, expires_at, accepted_at, revoked_at)`
 
-// RedeemTokensSQL is the conditional UPDATE of a group's redemptions: one
-// (id, ticket hash, now) per element of its arrays, each accepted under the
-// same conditions as alone. Its RETURNING has tokenColumns for each token it
-// accepted. Exported for the load tool's query plans.
-const RedeemTokensSQL = `
-UPDATE sign_in_tokens AS t
-SET status = 'accepted', accepted_at = r.now, updated_at = r.now
-FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS r(id, ticket_hash, now)
-WHERE t.id = r.id AND t.status = 'pending' AND t.ticket_hash = r.ticket_hash AND t.expires_at > r.now
-RETURNING t.id, t.user_id, coalesce(t.org_id, ''), t.status, t.ticket_hash,
-	t.created_at, t.updated_at, t.expires_at, t.accepted_at, t.revoked_at`
+// redeemTokensSQL is a group's redemptions in one statement: one (id, ticket
+// hash, now, idempotency key or ”, request hash) per element of its arrays.
+//
+// It first locks the rows, in id order and skipping any row another
+// transaction holds, so the group never waits for a lock and two groups
+// cannot deadlock. Each locked row is accepted under the same conditions as
+// alone, and the key of each accepted one is recorded; a key already stored
+// fails the statement (and the group) on the key's primary key.
+//
+// It answers one row per locked token: its id, then tokenColumns when it was
+// accepted, or NULLs when it did not meet the conditions. A redemption whose
+// id has no row here was skipped (or names no token) and runs again alone.
+const redeemTokensSQL = `
+WITH r AS (
+	SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[], $5::bytea[])
+		AS r(id, ticket_hash, now, key, request_hash)
+), locked AS (
+	SELECT t.id FROM sign_in_tokens AS t
+	WHERE t.id IN (SELECT id FROM r)
+	ORDER BY t.id
+	FOR UPDATE SKIP LOCKED
+), accepted AS (
+	UPDATE sign_in_tokens AS t
+	SET status = 'accepted', accepted_at = r.now, updated_at = r.now
+	FROM r
+	WHERE t.id = r.id AND t.id IN (SELECT id FROM locked)
+		AND t.status = 'pending' AND t.ticket_hash = r.ticket_hash AND t.expires_at > r.now
+	RETURNING t.*, r.key, r.request_hash
+), claimed AS (
+	INSERT INTO idempotency_keys (key, request_hash, token_id, created_at)
+	SELECT key, request_hash, id, updated_at FROM accepted WHERE key <> ''
+)
+SELECT l.id, a.user_id, a.org_id, a.status, a.ticket_hash,
+	a.created_at, a.updated_at, a.expires_at, a.accepted_at, a.revoked_at
+FROM locked AS l LEFT JOIN accepted AS a ON a.id = l.id`
 
-// writeGroup sends two or more writes in one transaction and settles each:
-// done, failed, or to be run again alone. It reports whether the server
-// refused the group, so that every write of it runs again alone.
-func (s *Store) writeGroup(group []*write) (refused bool) {
+// writeGroup sends writes, a group of them or one redemption with a key, in
+// one transaction, and settles each: done, failed, or handed back.
+func (g *writers) writeGroup(group []*write) {
 	var creates, redeems []*write
 	for _, w := range group {
 		if w.kind == writeCreate {
@@ -242,14 +388,13 @@ func (s *Store) writeGroup(group []*write) (refused bool) {
 			redeems = append(redeems, w)
 		}
 	}
-	// Rows are locked in id order, so two groups cannot deadlock over the
-	// same tokens; a second redemption of one token waits for the first's
-	// group to commit, then runs alone and finds the token accepted.
-	slices.SortFunc(redeems, func(a, b *write) int { return strings.Compare(a.id, b.id) })
+	// A second redemption of one token in the group runs alone after the
+	// group commits, and finds the token accepted.
+	slices.SortFunc(redeems, func(a, b *write) int { return strings.Compare(a.redeem.id, b.redeem.id) })
 	kept := redeems[:0]
 	for i, w := range redeems {
-		if i > 0 && w.id == redeems[i-1].id {
-			w.alone = true
+		if i > 0 && w.redeem.id == redeems[i-1].redeem.id {
+			w.out.alone = true
 			continue
 		}
 		kept = append(kept, w)
@@ -262,53 +407,101 @@ func (s *Store) writeGroup(group []*write) (refused bool) {
 	if len(creates) > 0 {
 		batch.Queue(createTokensSQL, createArgs(creates)...)
 	}
+	locked := make([]bool, len(redeems))
 	if len(redeems) > 0 {
-		ids := make([]string, len(redeems))
-		hashes := make([][]byte, len(redeems))
-		nows := make([]time.Time, len(redeems))
-		for i, w := range redeems {
-			ids[i], hashes[i], nows[i] = w.id, w.hash, w.now
-		}
-		batch.Queue(RedeemTokensSQL, ids, hashes, nows).Query(func(rows pgx.Rows) error {
+		batch.Queue(redeemTokensSQL, redeemArgs(redeems)...).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
-				t, err := scanToken(rows)
+				id, t, matched, err := scanRedeemed(rows)
 				if err != nil {
 					return err
 				}
-				i, found := slices.BinarySearchFunc(redeems, t.ID, func(w *write, id string) int {
-					return strings.Compare(w.id, id)
+				i, found := slices.BinarySearchFunc(redeems, id, func(w *write, id string) int {
+					return strings.Compare(w.redeem.id, id)
 				})
 				if found {
-					redeems[i].token, redeems[i].matched = t, true
+					locked[i] = true
+					redeems[i].out.token, redeems[i].out.matched = t, matched
 				}
 			}
 			return rows.Err()
 		})
 	}
-	err := s.pool.SendBatch(ctx, batch).Close()
+	err := g.pool.SendBatch(ctx, batch).Close()
 	if err == nil {
-		return false
+		for i, w := range redeems {
+			w.out.alone = !locked[i] // skipped: another transaction holds its row
+		}
+		return
 	}
 	for _, w := range redeems {
-		w.matched = false // nothing of the group was committed
+		w.out.token, w.out.matched = tokens.Token{}, false // nothing of the group was committed
 	}
-	var pgErr *pgconn.PgError
-	if ctx.Err() == nil && errors.As(err, &pgErr) {
-		// The server refused the statement (a constraint one write broke, a
-		// deadlock): the transaction rolled back, and each write is run again
-		// on its own, so that only its own error reaches each caller.
+	if refused(err) {
 		for _, w := range group {
-			w.alone = true
+			w.out.alone = true
 		}
-		return true
+		return
 	}
-	err = s.fail(ctx, "write a group of tokens", err)
+	err = g.s.fail(ctx, "write a group of tokens", err)
 	for _, w := range group {
-		if !w.alone {
-			w.err = err
+		if !w.out.alone {
+			w.out.err = err
 		}
 	}
-	return false
+}
+
+// scanRedeemed reads a row of redeemTokensSQL: the id, and the accepted
+// token when it was accepted.
+func scanRedeemed(rows pgx.Rows) (string, tokens.Token, bool, error) {
+	var (
+		id                        string
+		user, org, status         *string
+		hash                      []byte
+		created, updated, expires *time.Time
+		acceptedAt, revokedAt     *time.Time
+	)
+	if err := rows.Scan(&id, &user, &org, &status, &hash, &created, &updated, &expires, &acceptedAt, &revokedAt); err != nil {
+		return "", tokens.Token{}, false, err
+	}
+	if user == nil {
+		return id, tokens.Token{}, false, nil
+	}
+	t := tokens.Token{ID: id, UserID: *user, Status: tokens.Status(*status), TicketHash: hash,
+		CreatedAt: created.UTC(), UpdatedAt: updated.UTC(), ExpiresAt: expires.UTC(),
+		AcceptedAt: utc(acceptedAt), RevokedAt: utc(revokedAt)}
+	if org != nil {
+		t.OrgID = *org
+	}
+	return id, t, true, nil
+}
+
+// RedeemGroupQuery is the statement a group of redemptions of the tokens
+// ids, with the tickets whose hashes are given, sends at now, without keys.
+// Exported so the load tool explains the very statement the writers send.
+func RedeemGroupQuery(ids []string, hashes [][]byte, now time.Time) Query {
+	redeems := make([]*write, len(ids))
+	for i := range ids {
+		redeems[i] = &write{kind: writeRedeem, redeem: redemption{id: ids[i], hash: hashes[i], now: now}}
+	}
+	return Query{SQL: redeemTokensSQL, Args: redeemArgs(redeems)}
+}
+
+// redeemArgs turns redemptions into redeemTokensSQL's arrays.
+func redeemArgs(redeems []*write) []any {
+	n := len(redeems)
+	ids, keys := make([]string, n), make([]string, n)
+	hashes, requests := make([][]byte, n), make([][]byte, n)
+	nows := make([]time.Time, n)
+	for i, w := range redeems {
+		r := w.redeem
+		ids[i], hashes[i], nows[i] = r.id, r.hash, r.now
+		if r.key != nil {
+			keys[i], requests[i] = r.key.Key, r.key.RequestHash
+		} else {
+			requests[i] = []byte{}
+		}
+	}
+	return []any{ids, hashes, nows, keys, requests}
 }
 
 // createArgs turns creates into createTokensSQL's arrays.
@@ -321,18 +514,21 @@ func createArgs(creates []*write) []any {
 		accepted, revoked          = make([]*time.Time, n), make([]*time.Time, n)
 	)
 	for i, w := range creates {
-		t := w.token
+		t := w.create
 		ids[i], users[i], orgs[i], statuses[i], hashes[i] = t.ID, t.UserID, t.OrgID, string(t.Status), t.TicketHash
 		created[i], updated[i], expires[i], accepted[i], revoked[i] = t.CreatedAt, t.UpdatedAt, t.ExpiresAt, t.AcceptedAt, t.RevokedAt
 	}
 	return []any{ids, users, orgs, statuses, hashes, created, updated, expires, accepted, revoked}
 }
 
-// groupContext is the context a group is sent under: it carries no caller's
-// cancellation, since one caller leaving must not fail the others, and ends
-// at the earliest of the callers' deadlines, so that no caller waits past its
-// own.
+// groupContext is the context a group is sent under: a lone write keeps its
+// caller's; a group carries no caller's cancellation, since one caller
+// leaving must not fail the others, and ends at the earliest of the callers'
+// deadlines, so that no caller waits past its own.
 func groupContext(group []*write) (context.Context, context.CancelFunc) {
+	if len(group) == 1 {
+		return group[0].ctx, func() {}
+	}
 	var deadline time.Time
 	for _, w := range group {
 		if d, ok := w.ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {

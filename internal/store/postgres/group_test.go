@@ -26,31 +26,24 @@ func pending(id string) tokens.Token {
 // that writer busy until the returned release is called.
 func groupSetup(t *testing.T) (s *postgres.Store, hold func() (release func())) {
 	t.Helper()
-	dbURL := pgtest.URL(t)
-	s = openWith(t, dbURL, postgres.Options{Writers: 1})
+	s = openWith(t, pgtest.URL(t), postgres.Options{Writers: 1})
 	ctx := context.Background()
 	hold = func() func() {
 		t.Helper()
-		// The writer redeems a token whose row another transaction locks.
-		blocker := pending(fmt.Sprintf("sit_blocker_%d", time.Now().UnixNano()))
-		tx := lockRow(t, dbURL, s, blocker)
+		// The writer takes a create of its own and waits before sending it.
+		waiting, resume := postgres.HoldWriterForTest(s)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			if _, ok, err := s.Redeem(ctx, blocker.ID, blocker.TicketHash, groupNow); err != nil || !ok {
-				t.Errorf("blocker Redeem: got %v, %v; want true, nil", ok, err)
+			if err := s.Create(ctx, pending(fmt.Sprintf("sit_blocker_%d", time.Now().UnixNano()))); err != nil {
+				t.Errorf("blocker Create: %v", err)
 			}
 		}()
-		waitFor(t, "the writer to wait for the lock", func() bool {
-			var waiting int
-			err := s.QueryRowForTest(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`,
-				tx.Conn().PgConn().PID()).Scan(&waiting)
-			return err == nil && waiting == 1
-		})
+		<-waiting
 		var once sync.Once
 		release := func() {
 			once.Do(func() {
-				tx.Commit(ctx)
+				resume()
 				<-done
 			})
 		}
@@ -107,16 +100,16 @@ func TestGroupedWrites(t *testing.T) {
 
 	type outcome struct {
 		tok tokens.Token
-		ok  bool
+		ok  bool // changed
 		err error
 	}
 	var mu sync.Mutex
 	outcomes := map[string][]outcome{}
 	redeem := func(key string, tok tokens.Token, hash []byte) func() {
 		return func() {
-			got, ok, err := s.Redeem(ctx, tok.ID, hash, groupNow)
+			got, change, err := s.Redeem(ctx, tok.ID, hash, groupNow, nil)
 			mu.Lock()
-			outcomes[key] = append(outcomes[key], outcome{got, ok, err})
+			outcomes[key] = append(outcomes[key], outcome{got, change == tokens.Changed, err})
 			mu.Unlock()
 		}
 	}
@@ -206,7 +199,7 @@ func TestGroupRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	errs := make([]error, 6)
-	var redeemOK bool
+	var redeemOK tokens.Change
 	var redeemErr error
 	fns := []func(){
 		func() {
@@ -214,7 +207,7 @@ func TestGroupRefused(t *testing.T) {
 			again.UserID = "someone_else"
 			errs[0] = s.Create(ctx, again)
 		},
-		func() { _, redeemOK, redeemErr = s.Redeem(ctx, redeemed.ID, redeemed.TicketHash, groupNow) },
+		func() { _, redeemOK, redeemErr = s.Redeem(ctx, redeemed.ID, redeemed.TicketHash, groupNow, nil) },
 	}
 	for i := 1; i < len(errs); i++ {
 		fns = append(fns, func() { errs[i] = s.Create(ctx, pending(fmt.Sprintf("sit_fresh_%d", i))) })
@@ -235,8 +228,8 @@ func TestGroupRefused(t *testing.T) {
 			t.Errorf("create sit_fresh_%d: got %v, want nil", i, errs[i])
 		}
 	}
-	if redeemErr != nil || !redeemOK {
-		t.Errorf("redeem in the refused group: got %v, %v; want true, nil", redeemOK, redeemErr)
+	if redeemErr != nil || redeemOK != tokens.Changed {
+		t.Errorf("redeem in the refused group: got %v, %v; want Changed, nil", redeemOK, redeemErr)
 	}
 }
 

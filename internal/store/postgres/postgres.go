@@ -4,7 +4,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +24,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/signin-tokens/signin-tokens/internal/store/storeerr"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 	"github.com/signin-tokens/signin-tokens/migrations"
 )
@@ -83,7 +84,10 @@ func Open(ctx context.Context, databaseURL string, o Options) (*Store, error) {
 	}
 	s := &Store{pool: pool}
 	if o.Writers > 0 {
-		s.group = startWriters(s, o.Writers)
+		if s.group, err = startWriters(ctx, s, cfg, o.Writers); err != nil {
+			pool.Close()
+			return nil, storeErr(ctx, "connect to PostgreSQL", err)
+		}
 	}
 	return s, nil
 }
@@ -190,14 +194,14 @@ func (s *Store) Create(ctx context.Context, t tokens.Token) error {
 	if s.group == nil {
 		return s.createOne(ctx, t)
 	}
-	w := &write{ctx: ctx, kind: writeCreate, token: t}
+	w := &write{ctx: ctx, kind: writeCreate, create: t}
 	if err := s.group.do(w); err != nil {
 		return err
 	}
-	if w.alone {
+	if w.out.alone {
 		return s.createOne(ctx, t)
 	}
-	return w.err
+	return w.out.err
 }
 
 func (s *Store) createOne(ctx context.Context, t tokens.Token) error {
@@ -280,19 +284,26 @@ RETURNING ` + tokenColumns
 
 // Redeem accepts a pending, unexpired token whose ticket hash matches, in one
 // conditional UPDATE, so concurrent redemptions cannot both succeed. When
-// nothing matched it returns the token as stored and false.
-func (s *Store) Redeem(ctx context.Context, id string, ticketHash []byte, now time.Time) (tokens.Token, bool, error) {
+// nothing matched it returns the token as stored and tokens.Unchanged. A key
+// is recorded in the same statement as the change.
+func (s *Store) Redeem(ctx context.Context, id string, ticketHash []byte, now time.Time, key *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
+	const op = "redeem token"
 	if s.group == nil {
-		return s.transition(ctx, "redeem token", id, redeemSQL, id, ticketHash, now)
+		return s.transition(ctx, op, id, key, redeemSQL, redeemKeyedSQL, id, ticketHash, now)
 	}
-	w := &write{ctx: ctx, kind: writeRedeem, id: id, hash: ticketHash, now: now}
+	w := &write{ctx: ctx, kind: writeRedeem, redeem: redemption{id: id, hash: ticketHash, now: now, key: key}}
 	if err := s.group.do(w); err != nil {
-		return tokens.Token{}, false, err
+		return tokens.Token{}, tokens.Unchanged, err
 	}
-	if w.alone {
-		return s.transition(ctx, "redeem token", id, redeemSQL, id, ticketHash, now)
+	switch {
+	case w.out.alone:
+		return s.transition(ctx, op, id, key, redeemSQL, redeemKeyedSQL, id, ticketHash, now)
+	case w.out.err != nil:
+		return tokens.Token{}, tokens.Unchanged, w.out.err
+	case w.out.matched:
+		return w.out.token, tokens.Changed, nil
 	}
-	return s.orStored(ctx, id, w.token, w.matched, w.err)
+	return s.unchanged(ctx, op, id, key)
 }
 
 const revokeSQL = `
@@ -302,27 +313,137 @@ WHERE id = $1 AND status = 'pending'
 RETURNING ` + tokenColumns
 
 // Revoke revokes a pending token, expired or not, in one conditional UPDATE.
-// When the token is not pending it returns it as stored and false.
-func (s *Store) Revoke(ctx context.Context, id string, now time.Time) (tokens.Token, bool, error) {
-	return s.transition(ctx, "revoke token", id, revokeSQL, id, now)
+// When the token is not pending it returns it as stored and
+// tokens.Unchanged. A key is recorded in the same statement as the change.
+func (s *Store) Revoke(ctx context.Context, id string, now time.Time, key *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
+	return s.transition(ctx, "revoke token", id, key, revokeSQL, revokeKeyedSQL, id, now)
 }
 
-// transition is a conditional UPDATE ... RETURNING answered as Redeem and
-// Revoke answer: update, then orStored.
-func (s *Store) transition(ctx context.Context, op, id, sql string, args ...any) (tokens.Token, bool, error) {
-	t, changed, err := s.update(ctx, op, sql, args...)
-	return s.orStored(ctx, id, t, changed, err)
+// keyedSQL makes update, a conditional UPDATE ... RETURNING tokenColumns
+// over arguments $1 to $n, also record the idempotency key $n+1 with request
+// hash $n+2 for the token it changes, in the same statement. A key already
+// stored fails the statement on the key's primary key, and then nothing
+// changed.
+func keyedSQL(update string, n int) string {
+	return fmt.Sprintf(`
+WITH changed AS (%s),
+claimed AS (
+	INSERT INTO idempotency_keys (key, request_hash, token_id, created_at)
+	SELECT $%d, $%d, id, updated_at FROM changed
+)
+SELECT * FROM changed`, update, n+1, n+2)
+}
+
+var (
+	redeemKeyedSQL = keyedSQL(redeemSQL, 3)
+	revokeKeyedSQL = keyedSQL(revokeSQL, 2)
+)
+
+// transition runs a conditional UPDATE ... RETURNING, plain or, with a key,
+// keyed, and answers as Redeem and Revoke answer.
+func (s *Store) transition(ctx context.Context, op, id string, key *tokens.Idempotency, plain, keyed string, args ...any) (tokens.Token, tokens.Change, error) {
+	if key == nil {
+		t, changed, err := s.update(ctx, op, plain, args...)
+		switch {
+		case err != nil:
+			return tokens.Token{}, tokens.Unchanged, err
+		case changed:
+			return t, tokens.Changed, nil
+		}
+		return s.stored(ctx, id, tokens.Unchanged)
+	}
+	args = append(args, key.Key, key.RequestHash)
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		t, changed, err := s.update(ctx, op, keyed, args...)
+		switch {
+		case changed:
+			return t, tokens.Changed, nil
+		case err == nil:
+			return s.unchanged(ctx, op, id, key)
+		case !isKeyConflict(err):
+			return tokens.Token{}, tokens.Unchanged, err
+		}
+		// The key is recorded already: for this request (a retry that
+		// raced the first attempt), for another one, or long enough ago
+		// to be free again, and then it is taken over.
+		stored, err := s.lookupKey(ctx, op, key.Key)
+		if err != nil {
+			return tokens.Token{}, tokens.Unchanged, err
+		}
+		replay, err := key.Replays(stored)
+		switch {
+		case err != nil:
+			return tokens.Token{}, tokens.Unchanged, err
+		case replay:
+			return s.stored(ctx, stored.TokenID, tokens.Replayed)
+		case attempt == attempts:
+			return tokens.Token{}, tokens.Unchanged, fmt.Errorf("%s: idempotency key still taken after %d attempts", op, attempts)
+		}
+		if _, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE key = $1 AND created_at < $2`,
+			key.Key, key.NotBefore); err != nil {
+			return tokens.Token{}, tokens.Unchanged, s.fail(ctx, op, err)
+		}
+	}
+}
+
+// unchanged answers a keyed change that changed nothing: a retry of the
+// request that made it gets the token as that request left it, a key used
+// for another request is a mismatch, and otherwise the token is as stored.
+func (s *Store) unchanged(ctx context.Context, op, id string, key *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
+	if key != nil {
+		stored, err := s.lookupKey(ctx, op, key.Key)
+		if err != nil {
+			return tokens.Token{}, tokens.Unchanged, err
+		}
+		replay, err := key.Replays(stored)
+		switch {
+		case err != nil:
+			return tokens.Token{}, tokens.Unchanged, err
+		case replay:
+			return s.stored(ctx, stored.TokenID, tokens.Replayed)
+		}
+	}
+	return s.stored(ctx, id, tokens.Unchanged)
+}
+
+// stored reads a token for an outcome that changed nothing now.
+func (s *Store) stored(ctx context.Context, id string, change tokens.Change) (tokens.Token, tokens.Change, error) {
+	t, err := s.Get(ctx, id)
+	if err != nil {
+		return tokens.Token{}, tokens.Unchanged, err
+	}
+	return t, change, nil
+}
+
+// lookupKey returns the record of an idempotency key, or nil.
+func (s *Store) lookupKey(ctx context.Context, op, key string) (*tokens.StoredKey, error) {
+	var k tokens.StoredKey
+	err := s.pool.QueryRow(ctx, `SELECT request_hash, token_id, created_at FROM idempotency_keys WHERE key = $1`, key).
+		Scan(&k.RequestHash, &k.TokenID, &k.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return &k, nil
+}
+
+// isKeyConflict reports whether err is a second record of one idempotency key.
+func isKeyConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "idempotency_keys_pkey"
 }
 
 // update runs a conditional UPDATE ... RETURNING: the token as changed and
-// true, or false when no row met the conditions. It reads nothing more: a
-// writer runs it and leaves orStored's read to the caller.
+// true, or false when no row met the conditions.
 //
 // A one-row UPDATE holds no lock another waits on, yet it can still be the
-// victim of a deadlock: waiting for a row a group of writes holds, it stands
-// first in that row's queue, and a second group queued behind it may hold
-// what the first group waits for. The victim's statement was rolled back, so
-// it is run again, a few times at most.
+// victim of a deadlock: waiting for a row another replica's transaction
+// holds, it stands first in that row's queue, and a transaction queued
+// behind it may hold what the first waits for. The victim's statement was
+// rolled back, so it is run again, a few times at most.
 func (s *Store) update(ctx context.Context, op, sql string, args ...any) (tokens.Token, bool, error) {
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
@@ -345,22 +466,6 @@ func isDeadlock(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "40P01"
 }
 
-// orStored finishes a conditional update's outcome: when it changed nothing,
-// a plain read says how the token stands (or that it is absent).
-func (s *Store) orStored(ctx context.Context, id string, t tokens.Token, changed bool, err error) (tokens.Token, bool, error) {
-	switch {
-	case err != nil:
-		return tokens.Token{}, false, err
-	case changed:
-		return t, true, nil
-	}
-	t, err = s.Get(ctx, id)
-	if err != nil {
-		return tokens.Token{}, false, err
-	}
-	return t, false, nil
-}
-
 // claimKeySQL takes an idempotency key for a token: it inserts the key, or
 // takes over a key last used before notBefore ($5). A key in use is left
 // alone and no row is affected. Two first uses of one key at once are
@@ -374,10 +479,10 @@ SET request_hash = excluded.request_hash, token_id = excluded.token_id, created_
 WHERE k.created_at < $5`
 
 // CreateIdempotent inserts t under an idempotency key, in one transaction.
-// When the key was used since notBefore, it returns the token created under
-// it and false, or tokens.ErrIdempotencyMismatch when requestHash differs
-// from the one the key was first used with.
-func (s *Store) CreateIdempotent(ctx context.Context, t tokens.Token, key string, requestHash []byte, notBefore time.Time) (tokens.Token, bool, error) {
+// When the key was used since key.NotBefore, it returns the token created
+// under it and false, or tokens.ErrIdempotencyMismatch when the request
+// hashes differ.
+func (s *Store) CreateIdempotent(ctx context.Context, t tokens.Token, key tokens.Idempotency) (tokens.Token, bool, error) {
 	const op = "create token idempotently"
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -388,7 +493,7 @@ func (s *Store) CreateIdempotent(ctx context.Context, t tokens.Token, key string
 	if _, err := tx.Exec(ctx, insertTokenSQL, insertTokenArgs(t)...); err != nil {
 		return tokens.Token{}, false, s.fail(ctx, op, err)
 	}
-	claimed, err := tx.Exec(ctx, claimKeySQL, key, requestHash, t.ID, t.CreatedAt, notBefore)
+	claimed, err := tx.Exec(ctx, claimKeySQL, key.Key, key.RequestHash, t.ID, t.CreatedAt, key.NotBefore)
 	if err != nil {
 		return tokens.Token{}, false, s.fail(ctx, op, err)
 	}
@@ -400,22 +505,25 @@ func (s *Store) CreateIdempotent(ctx context.Context, t tokens.Token, key string
 	}
 
 	// The key is in use: answer with its token; the rollback drops t.
-	var tokenID string
-	var firstHash []byte
-	err = tx.QueryRow(ctx, `SELECT token_id, request_hash FROM idempotency_keys WHERE key = $1`, key).
-		Scan(&tokenID, &firstHash)
+	var stored tokens.StoredKey
+	err = tx.QueryRow(ctx, `SELECT request_hash, token_id, created_at FROM idempotency_keys WHERE key = $1`, key.Key).
+		Scan(&stored.RequestHash, &stored.TokenID, &stored.CreatedAt)
 	if err != nil {
 		return tokens.Token{}, false, s.fail(ctx, op, err)
 	}
-	if !bytes.Equal(firstHash, requestHash) {
-		return tokens.Token{}, false, tokens.ErrIdempotencyMismatch
+	replay, err := key.Replays(&stored)
+	switch {
+	case err != nil:
+		return tokens.Token{}, false, err
+	case !replay: // the claim found the key in use, in this same transaction
+		return tokens.Token{}, false, fmt.Errorf("%s: key in use, yet not recorded", op)
 	}
-	stored, err := scanToken(tx.QueryRow(ctx,
-		`SELECT `+tokenColumns+` FROM sign_in_tokens WHERE id = $1`, tokenID))
+	created, err := scanToken(tx.QueryRow(ctx,
+		`SELECT `+tokenColumns+` FROM sign_in_tokens WHERE id = $1`, stored.TokenID))
 	if err != nil {
 		return tokens.Token{}, false, s.fail(ctx, op, err)
 	}
-	return stored, false, nil
+	return created, false, nil
 }
 
 // deleteFinishedSQL deletes at most $2 tokens that expired before $1 or
@@ -435,67 +543,91 @@ DELETE FROM idempotency_keys
 WHERE key IN (
 	SELECT key FROM idempotency_keys
 	WHERE created_at < $1
+	LIMIT $2
 	FOR UPDATE SKIP LOCKED
 )`
 
-// DeleteFinished deletes up to limit tokens that expired, or were accepted or
-// revoked, before cutoff, and the idempotency keys used before keysCutoff. It
-// returns how many tokens it deleted. Several replicas may run it at once.
-func (s *Store) DeleteFinished(ctx context.Context, cutoff, keysCutoff time.Time, limit int) (int, error) {
-	if _, err := s.pool.Exec(ctx, deleteOldKeysSQL, keysCutoff); err != nil {
-		return 0, s.fail(ctx, "delete old idempotency keys", err)
-	}
+// DeleteFinished deletes up to limit tokens that expired, or were accepted
+// or revoked, before cutoff, and returns how many it deleted. Several
+// replicas may run it at once.
+func (s *Store) DeleteFinished(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	return s.deleteBatch(ctx, "delete finished tokens", deleteFinishedSQL, cutoff, limit)
+}
+
+// DeleteIdempotencyKeys deletes up to limit idempotency keys used before
+// cutoff, and returns how many it deleted. Several replicas may run it at
+// once.
+func (s *Store) DeleteIdempotencyKeys(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	return s.deleteBatch(ctx, "delete old idempotency keys", deleteOldKeysSQL, cutoff, limit)
+}
+
+func (s *Store) deleteBatch(ctx context.Context, op, sql string, cutoff time.Time, limit int) (int, error) {
 	if limit <= 0 {
 		return 0, nil
 	}
-	deleted, err := s.pool.Exec(ctx, deleteFinishedSQL, cutoff, limit)
+	deleted, err := s.pool.Exec(ctx, sql, cutoff, limit)
 	if err != nil {
-		return 0, s.fail(ctx, "delete finished tokens", err)
+		return 0, s.fail(ctx, op, err)
 	}
 	return int(deleted.RowsAffected()), nil
 }
 
 // fail is storeErr for a query of s. After a broken connection it also
-// drops the pool's idle connections: they ran over the same network to the
-// same server and are most likely dead too, and the pool would otherwise
-// hand them to the next requests, which would fail though the database is
-// back. A timeout drops nothing: it may be a busy database, not a dead one.
+// resets the pools: their idle connections ran over the same network to the
+// same server and are most likely dead too, and would otherwise be handed to
+// the next requests, which would fail though the database is back. Nothing
+// else resets them: not a timeout or a cancel (a busy database, or a caller
+// that left: the connection is fine), not "too many connections" or a failed
+// dial (no connection was made, and closing the healthy ones would only add
+// to the load).
 func (s *Store) fail(ctx context.Context, op string, err error) error {
-	err = storeErr(ctx, op, err)
-	if errors.Is(err, tokens.ErrUnavailable) && !pgconn.Timeout(err) {
+	if broken(err) {
 		s.pool.Reset()
+		if s.group != nil {
+			s.group.pool.Reset()
+		}
 	}
-	return err
+	return storeErr(ctx, op, err)
 }
 
-// storeErr puts err in the domain's terms: no row is tokens.ErrNotFound, a
-// database that cannot be reached is tokens.ErrUnavailable, and anything else
-// is wrapped with op as an internal error.
-func storeErr(ctx context.Context, op string, err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, pgx.ErrNoRows):
-		return tokens.ErrNotFound
-	case ctx.Err() != nil:
-		// The caller's context ended, and the driver may report that as a
-		// server-side cancel (57014) or a broken connection: the context is
-		// the cause. A deadline is the database being too slow; a cancel is
-		// the caller leaving.
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("%s: %w: %w", op, tokens.ErrUnavailable, err)
+// broken reports whether err means an established connection was lost: the
+// server ended the session (shutdown, a terminated backend) or the network
+// dropped it.
+func broken(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P01", "57P02", "08006", "08003", "08007": // admin or crash shutdown; connection failure, gone, unknown
+			return true
 		}
-		return fmt.Errorf("%s: %w: %v", op, ctx.Err(), err)
-	case unreachable(ctx, err):
-		return fmt.Errorf("%s: %w: %w", op, tokens.ErrUnavailable, err)
+		return false
 	}
-	return fmt.Errorf("%s: %w", op, err)
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) || pgconn.Timeout(err) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, net.ErrClosed)
 }
+
+// storeErr puts err in the domain's terms by the stores' one rule.
+func storeErr(ctx context.Context, op string, err error) error {
+	return storeerr.Translate(ctx, driver{}, op, err)
+}
+
+// driver tells storeerr what pgx's errors mean.
+type driver struct{}
+
+func (driver) NoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+func (driver) Unreachable(err error) bool { return unreachable(err) }
 
 // unreachable reports whether err means the database could not be reached or
 // the connection was lost, as opposed to a query that failed on its own or a
 // caller that gave up.
-func unreachable(ctx context.Context, err error) bool {
+func unreachable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {

@@ -132,11 +132,11 @@ func redeemOnce(t *testing.T, s *postgres.Store) {
 	if err := s.Create(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := s.Redeem(ctx, tok.ID, tok.TicketHash, groupNow); err != nil || !ok {
-		t.Fatalf("Redeem: got %v, %v; want true, nil", ok, err)
+	if _, change, err := s.Redeem(ctx, tok.ID, tok.TicketHash, groupNow, nil); err != nil || change != tokens.Changed {
+		t.Fatalf("Redeem: got %v, %v; want Changed, nil", change, err)
 	}
-	if _, ok, err := s.Redeem(ctx, tok.ID, tok.TicketHash, groupNow); err != nil || ok {
-		t.Fatalf("second Redeem: got %v, %v; want false, nil", ok, err)
+	if _, change, err := s.Redeem(ctx, tok.ID, tok.TicketHash, groupNow, nil); err != nil || change != tokens.Unchanged {
+		t.Fatalf("second Redeem: got %v, %v; want Unchanged, nil", change, err)
 	}
 }
 
@@ -201,7 +201,7 @@ func TestConnectionLostMidQuery(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := s.Redeem(ctx, tok.ID, tok.TicketHash, tok.CreatedAt)
+		_, _, err := s.Redeem(ctx, tok.ID, tok.TicketHash, tok.CreatedAt, nil)
 		done <- err
 	}()
 	// Wait until the Redeem waits on the lock, then end its backend.
@@ -238,7 +238,7 @@ func TestCallerCancels(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
-	_, _, err := s.Redeem(ctx, tok.ID, tok.TicketHash, tok.CreatedAt)
+	_, _, err := s.Redeem(ctx, tok.ID, tok.TicketHash, tok.CreatedAt, nil)
 	if err == nil {
 		t.Fatal("got nil error, want the cancellation")
 	}

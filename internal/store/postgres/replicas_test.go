@@ -44,7 +44,8 @@ func TestReplicasRedeemOnce(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					s := stores[(i+k)%3]
-					got, ok, err := s.Redeem(ctx, id, pending(id).TicketHash, groupNow)
+					got, change, err := s.Redeem(ctx, id, pending(id).TicketHash, groupNow, nil)
+					ok := change == tokens.Changed
 					if err != nil {
 						t.Errorf("redeem %s: %v", id, err)
 						return

@@ -4,7 +4,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/signin-tokens/signin-tokens/internal/store/storeerr"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 	"github.com/signin-tokens/signin-tokens/migrations"
 )
@@ -63,7 +63,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, storeErr("open SQLite "+path, err)
+		return nil, storeErr(ctx, "open SQLite "+path, err)
 	}
 	return &Store{db: db}, nil
 }
@@ -79,7 +79,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if _, err := provider.Up(ctx); err != nil {
-		return storeErr("migrate", err)
+		return storeErr(ctx, "migrate", err)
 	}
 	return nil
 }
@@ -89,7 +89,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	// A query, not db.PingContext: it reads the file, not only a pooled
 	// connection. count(*) answers one row even before any table exists.
 	var tables int
-	return storeErr("ping", s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&tables))
+	return storeErr(ctx, "ping", s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&tables))
 }
 
 // Stats returns the connection pool's figures, for metrics.
@@ -150,14 +150,14 @@ func insertTokenArgs(t tokens.Token) []any {
 // Create inserts a new token. An id already stored is an error.
 func (s *Store) Create(ctx context.Context, t tokens.Token) error {
 	_, err := s.db.ExecContext(ctx, insertTokenSQL, insertTokenArgs(t)...)
-	return storeErr("create token", err)
+	return storeErr(ctx, "create token", err)
 }
 
 // Get returns the token with the given id, or tokens.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (tokens.Token, error) {
 	t, err := scanToken(s.db.QueryRowContext(ctx,
 		`SELECT `+tokenColumns+` FROM sign_in_tokens WHERE id = ?`, id))
-	return t, storeErr("get token", err)
+	return t, storeErr(ctx, "get token", err)
 }
 
 // List returns the tokens matching f, newest first (id breaking ties), and
@@ -185,31 +185,31 @@ func (s *Store) List(ctx context.Context, f tokens.ListFilter) ([]tokens.Token, 
 	// One read transaction, so the page and the count see the same rows.
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return nil, 0, storeErr("list tokens", err)
+		return nil, 0, storeErr(ctx, "list tokens", err)
 	}
 	defer tx.Rollback()
 
 	var total int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sign_in_tokens `+where, args...).Scan(&total); err != nil {
-		return nil, 0, storeErr("list tokens", err)
+		return nil, 0, storeErr(ctx, "list tokens", err)
 	}
 	page := `SELECT ` + tokenColumns + ` FROM sign_in_tokens ` + where +
 		` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`
 	rows, err := tx.QueryContext(ctx, page, append(args, limit, max(f.Offset, 0))...)
 	if err != nil {
-		return nil, 0, storeErr("list tokens", err)
+		return nil, 0, storeErr(ctx, "list tokens", err)
 	}
 	defer rows.Close()
 	var list []tokens.Token
 	for rows.Next() {
 		t, err := scanToken(rows)
 		if err != nil {
-			return nil, 0, storeErr("list tokens", err)
+			return nil, 0, storeErr(ctx, "list tokens", err)
 		}
 		list = append(list, t)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, storeErr("list tokens", err)
+		return nil, 0, storeErr(ctx, "list tokens", err)
 	}
 	return list, total, nil
 }
@@ -223,9 +223,9 @@ RETURNING ` + tokenColumns
 // Redeem accepts a pending, unexpired token whose ticket hash matches, in one
 // conditional UPDATE; SQLite runs one writer at a time, so concurrent
 // redemptions cannot both succeed. When nothing matched it returns the token
-// as stored and false.
-func (s *Store) Redeem(ctx context.Context, id string, ticketHash []byte, now time.Time) (tokens.Token, bool, error) {
-	return s.transition(ctx, "redeem token", id, redeemSQL, id, ticketHash, now.UnixMilli())
+// as stored and Unchanged.
+func (s *Store) Redeem(ctx context.Context, id string, ticketHash []byte, now time.Time, key *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
+	return s.transition(ctx, "redeem token", id, key, redeemSQL, id, ticketHash, now.UnixMilli())
 }
 
 const revokeSQL = `
@@ -235,26 +235,76 @@ WHERE id = ?1 AND status = 'pending'
 RETURNING ` + tokenColumns
 
 // Revoke revokes a pending token, expired or not, in one conditional UPDATE.
-// When the token is not pending it returns it as stored and false.
-func (s *Store) Revoke(ctx context.Context, id string, now time.Time) (tokens.Token, bool, error) {
-	return s.transition(ctx, "revoke token", id, revokeSQL, id, now.UnixMilli())
+// When the token is not pending it returns it as stored and Unchanged.
+func (s *Store) Revoke(ctx context.Context, id string, now time.Time, key *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
+	return s.transition(ctx, "revoke token", id, key, revokeSQL, id, now.UnixMilli())
 }
 
 // transition runs a conditional UPDATE ... RETURNING; when it changes
 // nothing, a plain read says how the token stands (or that it is absent).
-func (s *Store) transition(ctx context.Context, op, id, query string, args ...any) (tokens.Token, bool, error) {
-	t, err := scanToken(s.db.QueryRowContext(ctx, query, args...))
-	if err == nil {
-		return t, true, nil
+// With a key, the update and the key's record share one transaction, which
+// commits only when both were made.
+func (s *Store) transition(ctx context.Context, op, id string, key *tokens.Idempotency, query string, args ...any) (tokens.Token, tokens.Change, error) {
+	if key == nil {
+		t, err := scanToken(s.db.QueryRowContext(ctx, query, args...))
+		if err == nil {
+			return t, tokens.Changed, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
+		}
+		return s.stored(ctx, s.db, id, tokens.Unchanged)
 	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return tokens.Token{}, false, storeErr(op, err)
-	}
-	t, err = s.Get(ctx, id)
+	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the one writer from here on
 	if err != nil {
-		return tokens.Token{}, false, err
+		return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
 	}
-	return t, false, nil
+	defer tx.Rollback() // no-op once committed
+
+	t, err := scanToken(tx.QueryRowContext(ctx, query, args...))
+	switch {
+	case err == nil:
+		claimed, err := s.claimKey(ctx, tx, *key, t.ID, t.UpdatedAt)
+		if err != nil {
+			return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
+		}
+		if claimed {
+			if err := tx.Commit(); err != nil {
+				return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
+			}
+			return t, tokens.Changed, nil
+		}
+		// The key is held by another request: the rollback undoes the change.
+	case !errors.Is(err, sql.ErrNoRows):
+		return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
+	}
+	stored, err := lookupKey(ctx, tx, key.Key)
+	if err != nil {
+		return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
+	}
+	replay, err := key.Replays(stored)
+	switch {
+	case err != nil:
+		return tokens.Token{}, tokens.Unchanged, err
+	case replay:
+		return s.stored(ctx, tx, stored.TokenID, tokens.Replayed)
+	}
+	return s.stored(ctx, tx, id, tokens.Unchanged)
+}
+
+// querier is what reads need of a *sql.DB or *sql.Tx.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// stored reads a token for an outcome that changed nothing now.
+func (s *Store) stored(ctx context.Context, q querier, id string, change tokens.Change) (tokens.Token, tokens.Change, error) {
+	t, err := scanToken(q.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM sign_in_tokens WHERE id = ?`, id))
+	if err != nil {
+		return tokens.Token{}, tokens.Unchanged, storeErr(ctx, "get token", err)
+	}
+	return t, change, nil
 }
 
 // claimKeySQL takes an idempotency key for a token: it inserts the key, or
@@ -267,51 +317,73 @@ ON CONFLICT (key) DO UPDATE
 SET request_hash = excluded.request_hash, token_id = excluded.token_id, created_at = excluded.created_at
 WHERE k.created_at < ?5`
 
+// claimKey records key for the token tokenID at now, and reports whether it
+// could: false when the key is in use.
+func (s *Store) claimKey(ctx context.Context, q querier, key tokens.Idempotency, tokenID string, now time.Time) (bool, error) {
+	res, err := q.ExecContext(ctx, claimKeySQL, key.Key, key.RequestHash, tokenID, now.UnixMilli(), key.NotBefore.UnixMilli())
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// lookupKey returns the record of an idempotency key, or nil.
+func lookupKey(ctx context.Context, q querier, key string) (*tokens.StoredKey, error) {
+	var k tokens.StoredKey
+	var created int64
+	err := q.QueryRowContext(ctx, `SELECT request_hash, token_id, created_at FROM idempotency_keys WHERE key = ?`, key).
+		Scan(&k.RequestHash, &k.TokenID, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	k.CreatedAt = fromMillis(created)
+	return &k, nil
+}
+
 // CreateIdempotent inserts t under an idempotency key, in one transaction.
-// When the key was used since notBefore, it returns the token created under
-// it and false, or tokens.ErrIdempotencyMismatch when requestHash differs
-// from the one the key was first used with.
-func (s *Store) CreateIdempotent(ctx context.Context, t tokens.Token, key string, requestHash []byte, notBefore time.Time) (tokens.Token, bool, error) {
+// When the key was used since key.NotBefore, it returns the token created
+// under it and false, or tokens.ErrIdempotencyMismatch when the request
+// hashes differ.
+func (s *Store) CreateIdempotent(ctx context.Context, t tokens.Token, key tokens.Idempotency) (tokens.Token, bool, error) {
 	const op = "create token idempotently"
 	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the one writer from here on
 	if err != nil {
-		return tokens.Token{}, false, storeErr(op, err)
+		return tokens.Token{}, false, storeErr(ctx, op, err)
 	}
 	defer tx.Rollback() // no-op once committed
 
 	if _, err := tx.ExecContext(ctx, insertTokenSQL, insertTokenArgs(t)...); err != nil {
-		return tokens.Token{}, false, storeErr(op, err)
+		return tokens.Token{}, false, storeErr(ctx, op, err)
 	}
-	claimed, err := tx.ExecContext(ctx, claimKeySQL, key, requestHash, t.ID, t.CreatedAt.UnixMilli(), notBefore.UnixMilli())
+	claimed, err := s.claimKey(ctx, tx, key, t.ID, t.CreatedAt)
 	if err != nil {
-		return tokens.Token{}, false, storeErr(op, err)
+		return tokens.Token{}, false, storeErr(ctx, op, err)
 	}
-	if n, err := claimed.RowsAffected(); err != nil {
-		return tokens.Token{}, false, storeErr(op, err)
-	} else if n == 1 {
+	if claimed {
 		if err := tx.Commit(); err != nil {
-			return tokens.Token{}, false, storeErr(op, err)
+			return tokens.Token{}, false, storeErr(ctx, op, err)
 		}
 		return t, true, nil
 	}
 
 	// The key is in use: answer with its token; the rollback drops t.
-	var tokenID string
-	var firstHash []byte
-	err = tx.QueryRowContext(ctx, `SELECT token_id, request_hash FROM idempotency_keys WHERE key = ?`, key).
-		Scan(&tokenID, &firstHash)
+	stored, err := lookupKey(ctx, tx, key.Key)
 	if err != nil {
-		return tokens.Token{}, false, storeErr(op, err)
+		return tokens.Token{}, false, storeErr(ctx, op, err)
 	}
-	if !bytes.Equal(firstHash, requestHash) {
-		return tokens.Token{}, false, tokens.ErrIdempotencyMismatch
+	replay, err := key.Replays(stored)
+	switch {
+	case err != nil:
+		return tokens.Token{}, false, err
+	case !replay: // the claim found the key in use, in this same transaction
+		return tokens.Token{}, false, fmt.Errorf("%s: key in use, yet not recorded", op)
 	}
-	stored, err := scanToken(tx.QueryRowContext(ctx,
-		`SELECT `+tokenColumns+` FROM sign_in_tokens WHERE id = ?`, tokenID))
-	if err != nil {
-		return tokens.Token{}, false, storeErr(op, err)
-	}
-	return stored, false, nil
+	created, _, err := s.stored(ctx, tx, stored.TokenID, tokens.Replayed)
+	return created, false, err
 }
 
 // deleteFinishedSQL deletes at most ?2 tokens that expired before ?1 or
@@ -324,41 +396,48 @@ WHERE id IN (
 	LIMIT ?2
 )`
 
-// DeleteFinished deletes up to limit tokens that expired, or were accepted or
-// revoked, before cutoff, and the idempotency keys used before keysCutoff. It
-// returns how many tokens it deleted.
-func (s *Store) DeleteFinished(ctx context.Context, cutoff, keysCutoff time.Time, limit int) (int, error) {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE created_at < ?`, keysCutoff.UnixMilli()); err != nil {
-		return 0, storeErr("delete old idempotency keys", err)
-	}
+// DeleteFinished deletes up to limit tokens that expired, or were accepted
+// or revoked, before cutoff, and returns how many it deleted.
+func (s *Store) DeleteFinished(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	return s.deleteBatch(ctx, "delete finished tokens", deleteFinishedSQL, cutoff, limit)
+}
+
+const deleteOldKeysSQL = `
+DELETE FROM idempotency_keys
+WHERE key IN (SELECT key FROM idempotency_keys WHERE created_at < ?1 LIMIT ?2)`
+
+// DeleteIdempotencyKeys deletes up to limit idempotency keys used before
+// cutoff, and returns how many it deleted.
+func (s *Store) DeleteIdempotencyKeys(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	return s.deleteBatch(ctx, "delete old idempotency keys", deleteOldKeysSQL, cutoff, limit)
+}
+
+func (s *Store) deleteBatch(ctx context.Context, op, query string, cutoff time.Time, limit int) (int, error) {
 	if limit <= 0 {
 		return 0, nil
 	}
-	res, err := s.db.ExecContext(ctx, deleteFinishedSQL, cutoff.UnixMilli(), limit)
+	res, err := s.db.ExecContext(ctx, query, cutoff.UnixMilli(), limit)
 	if err != nil {
-		return 0, storeErr("delete finished tokens", err)
+		return 0, storeErr(ctx, op, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, storeErr("delete finished tokens", err)
+		return 0, storeErr(ctx, op, err)
 	}
 	return int(n), nil
 }
 
-// storeErr puts err in the domain's terms: no row is tokens.ErrNotFound, a
-// database file that cannot be opened, read or locked in time is
-// tokens.ErrUnavailable, and anything else is wrapped with op.
-func storeErr(op string, err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, sql.ErrNoRows):
-		return tokens.ErrNotFound
-	case unreachable(err):
-		return fmt.Errorf("%s: %w: %w", op, tokens.ErrUnavailable, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
+// storeErr puts err in the domain's terms by the stores' one rule.
+func storeErr(ctx context.Context, op string, err error) error {
+	return storeerr.Translate(ctx, driver{}, op, err)
 }
+
+// driver tells storeerr what database/sql's and SQLite's errors mean.
+type driver struct{}
+
+func (driver) NoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
+
+func (driver) Unreachable(err error) bool { return unreachable(err) }
 
 // unreachable reports whether err means the database could not be used at
 // all: busy past busy_timeout, or a file that cannot be opened or written.

@@ -169,8 +169,11 @@ func testUnknownID(t *testing.T, s tokens.Store) {
 		call func() error
 	}{
 		{"Get", func() error { _, err := s.Get(ctx, "sit_unknown"); return err }},
-		{"Revoke", func() error { _, _, err := s.Revoke(ctx, "sit_unknown", now); return err }},
-		{"Redeem", func() error { _, _, err := s.Redeem(ctx, "sit_unknown", ticketHash("sit_unknown"), now); return err }},
+		{"Revoke", func() error { _, _, err := s.Revoke(ctx, "sit_unknown", now, nil); return err }},
+		{"Redeem", func() error {
+			_, _, err := s.Redeem(ctx, "sit_unknown", ticketHash("sit_unknown"), now, nil)
+			return err
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -229,7 +232,7 @@ func testTransitions(t *testing.T, s tokens.Store) {
 			}
 
 			var got tokens.Token
-			var ok bool
+			var change tokens.Change
 			var err error
 			switch tt.action {
 			case redeem:
@@ -237,15 +240,15 @@ func testTransitions(t *testing.T, s tokens.Store) {
 				if tt.wrongHash {
 					hash = ticketHash("another ticket")
 				}
-				got, ok, err = s.Redeem(ctx, stored.ID, hash, tt.at)
+				got, change, err = s.Redeem(ctx, stored.ID, hash, tt.at, nil)
 			case revoke:
-				got, ok, err = s.Revoke(ctx, stored.ID, tt.at)
+				got, change, err = s.Revoke(ctx, stored.ID, tt.at, nil)
 			}
 			if err != nil {
 				t.Fatalf("got error %v, want nil", err)
 			}
-			if ok != tt.wantOK {
-				t.Errorf("ok: got %v, want %v", ok, tt.wantOK)
+			if ok := change == tokens.Changed; ok != tt.wantOK {
+				t.Errorf("changed: got %v (%d), want %v", ok, change, tt.wantOK)
 			}
 			assertToken(t, "returned token", got, want)
 			assertToken(t, "stored token", get(t, s, stored.ID), want)
@@ -315,7 +318,7 @@ func testCreateIdempotent(t *testing.T, s tokens.Store) {
 	hashA, hashB := []byte("request A"), []byte("request B")
 
 	first := token("sit_idem_1", "user_1", now)
-	got, created, err := s.CreateIdempotent(ctx, first, "key-1", hashA, notBefore)
+	got, created, err := s.CreateIdempotent(ctx, first, idem("key-1", hashA, notBefore))
 	if err != nil || !created {
 		t.Fatalf("first use: got created=%v err=%v, want true, nil", created, err)
 	}
@@ -324,7 +327,7 @@ func testCreateIdempotent(t *testing.T, s tokens.Store) {
 
 	t.Run("retry with the same request", func(t *testing.T) {
 		retry := token("sit_idem_retry", "user_1", now.Add(time.Second))
-		got, created, err := s.CreateIdempotent(ctx, retry, "key-1", hashA, notBefore)
+		got, created, err := s.CreateIdempotent(ctx, retry, idem("key-1", hashA, notBefore))
 		if err != nil || created {
 			t.Fatalf("got created=%v err=%v, want false, nil", created, err)
 		}
@@ -335,7 +338,7 @@ func testCreateIdempotent(t *testing.T, s tokens.Store) {
 	})
 	t.Run("retry with another request", func(t *testing.T) {
 		other := token("sit_idem_other", "user_2", now.Add(time.Second))
-		_, _, err := s.CreateIdempotent(ctx, other, "key-1", hashB, notBefore)
+		_, _, err := s.CreateIdempotent(ctx, other, idem("key-1", hashB, notBefore))
 		if !errors.Is(err, tokens.ErrIdempotencyMismatch) {
 			t.Fatalf("got %v, want %v", err, tokens.ErrIdempotencyMismatch)
 		}
@@ -345,20 +348,20 @@ func testCreateIdempotent(t *testing.T, s tokens.Store) {
 	})
 	t.Run("another key", func(t *testing.T) {
 		tok := token("sit_idem_2", "user_1", now)
-		_, created, err := s.CreateIdempotent(ctx, tok, "key-2", hashA, notBefore)
+		_, created, err := s.CreateIdempotent(ctx, tok, idem("key-2", hashA, notBefore))
 		if err != nil || !created {
 			t.Fatalf("got created=%v err=%v, want true, nil", created, err)
 		}
 	})
 	t.Run("retry returns the token as it is now", func(t *testing.T) {
 		tok := token("sit_idem_3", "user_1", now)
-		if _, _, err := s.CreateIdempotent(ctx, tok, "key-3", hashA, notBefore); err != nil {
+		if _, _, err := s.CreateIdempotent(ctx, tok, idem("key-3", hashA, notBefore)); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok, err := s.Redeem(ctx, tok.ID, tok.TicketHash, now); err != nil || !ok {
-			t.Fatalf("Redeem: got ok=%v err=%v, want true, nil", ok, err)
+		if _, change, err := s.Redeem(ctx, tok.ID, tok.TicketHash, now, nil); err != nil || change != tokens.Changed {
+			t.Fatalf("Redeem: got %v, %v; want Changed, nil", change, err)
 		}
-		got, created, err := s.CreateIdempotent(ctx, token("sit_idem_3b", "user_1", now), "key-3", hashA, notBefore)
+		got, created, err := s.CreateIdempotent(ctx, token("sit_idem_3b", "user_1", now), idem("key-3", hashA, notBefore))
 		if err != nil || created {
 			t.Fatalf("got created=%v err=%v, want false, nil", created, err)
 		}
@@ -366,18 +369,18 @@ func testCreateIdempotent(t *testing.T, s tokens.Store) {
 	})
 	t.Run("key older than notBefore is unused", func(t *testing.T) {
 		old := token("sit_idem_old", "user_1", now.Add(-25*time.Hour))
-		if _, created, err := s.CreateIdempotent(ctx, old, "key-old", hashA, now.Add(-72*time.Hour)); err != nil || !created {
+		if _, created, err := s.CreateIdempotent(ctx, old, idem("key-old", hashA, now.Add(-72*time.Hour))); err != nil || !created {
 			t.Fatalf("first use: got created=%v err=%v, want true, nil", created, err)
 		}
 		fresh := token("sit_idem_fresh", "user_1", now)
-		got, created, err := s.CreateIdempotent(ctx, fresh, "key-old", hashB, notBefore)
+		got, created, err := s.CreateIdempotent(ctx, fresh, idem("key-old", hashB, notBefore))
 		if err != nil || !created {
 			t.Fatalf("use after the window: got created=%v err=%v, want true, nil", created, err)
 		}
 		assertToken(t, "returns", got, fresh)
 		assertToken(t, "old token is kept", get(t, s, old.ID), old)
 		// The key now belongs to the fresh token and its request.
-		got, created, err = s.CreateIdempotent(ctx, token("sit_idem_fresh2", "user_1", now), "key-old", hashB, notBefore)
+		got, created, err = s.CreateIdempotent(ctx, token("sit_idem_fresh2", "user_1", now), idem("key-old", hashB, notBefore))
 		if err != nil || created {
 			t.Fatalf("retry: got created=%v err=%v, want false, nil", created, err)
 		}
@@ -417,19 +420,26 @@ func testDeleteFinished(t *testing.T, s tokens.Store) {
 	oldKey.ExpiresAt = now.Add(time.Hour)
 	droppedKey := token("sit_key_dropped", "user_1", now.Add(-3*time.Hour)) // expires 2h ago
 	for key, tok := range map[string]tokens.Token{"recent": recentKey, "old": oldKey, "dropped": droppedKey} {
-		if _, created, err := s.CreateIdempotent(ctx, tok, key, []byte("first"), now.Add(-100*time.Hour)); err != nil || !created {
+		if _, created, err := s.CreateIdempotent(ctx, tok, idem(key, []byte("first"), now.Add(-100*time.Hour))); err != nil || !created {
 			t.Fatalf("CreateIdempotent(%s): got created=%v err=%v, want true, nil", key, created, err)
 		}
 	}
 	keep = append(keep, recentKey, oldKey)
 	drop = append(drop, droppedKey)
 
-	n, err := s.DeleteFinished(ctx, cutoff, keysCutoff, 100)
+	n, err := s.DeleteFinished(ctx, cutoff, 100)
 	if err != nil {
 		t.Fatalf("DeleteFinished: %v", err)
 	}
 	if n != len(drop) {
 		t.Errorf("deleted: got %d, want %d", n, len(drop))
+	}
+	// Keys go in batches of their own: "old" alone is older than the cutoff
+	// ("dropped" went with its token).
+	for i, want := range []int{1, 0} {
+		if n, err := s.DeleteIdempotencyKeys(ctx, keysCutoff, 1); err != nil || n != want {
+			t.Errorf("DeleteIdempotencyKeys #%d: got %d, %v; want %d, nil", i+1, n, err, want)
+		}
 	}
 	for _, tok := range keep {
 		if _, err := s.Get(ctx, tok.ID); err != nil {
@@ -455,7 +465,7 @@ func testDeleteFinished(t *testing.T, s tokens.Store) {
 	for _, tt := range keyTests {
 		t.Run("key "+tt.key, func(t *testing.T) {
 			tok := token("sit_key_reuse_"+tt.key, "user_1", now)
-			_, created, err := s.CreateIdempotent(ctx, tok, tt.key, []byte("second"), now.Add(-100*time.Hour))
+			_, created, err := s.CreateIdempotent(ctx, tok, idem(tt.key, []byte("second"), now.Add(-100*time.Hour)))
 			if !errors.Is(err, tt.wantErr) || created != tt.wantCreated {
 				t.Errorf("got created=%v err=%v, want %v, %v", created, err, tt.wantCreated, tt.wantErr)
 			}
@@ -471,7 +481,7 @@ func testDeleteFinishedLimit(t *testing.T, s tokens.Store) {
 	}
 	create(t, s, token("sit_limit_live", "user_1", now))
 	for i, want := range []int{2, 2, 1, 0} {
-		got, err := s.DeleteFinished(ctx, now, now, 2)
+		got, err := s.DeleteFinished(ctx, now, 2)
 		if err != nil {
 			t.Fatalf("DeleteFinished #%d: %v", i+1, err)
 		}
@@ -505,17 +515,17 @@ func testConcurrentRedeem(t *testing.T, s tokens.Store) {
 	tok := token("sit_contested", "user_1", now.Add(-time.Minute))
 	create(t, s, tok)
 	const n = 32
-	oks := make([]bool, n)
+	changes := make([]tokens.Change, n)
 	errs := make([]error, n)
 	race(n, func(i int) {
-		_, oks[i], errs[i] = s.Redeem(ctx, tok.ID, tok.TicketHash, now.Add(time.Duration(i)*time.Millisecond))
+		_, changes[i], errs[i] = s.Redeem(ctx, tok.ID, tok.TicketHash, now.Add(time.Duration(i)*time.Millisecond), nil)
 	})
 	wins := 0
 	for i := range n {
 		if errs[i] != nil {
 			t.Errorf("Redeem #%d: %v", i, errs[i])
 		}
-		if oks[i] {
+		if changes[i] == tokens.Changed {
 			wins++
 		}
 	}
@@ -532,23 +542,23 @@ func testRevokeRacesRedeem(t *testing.T, s tokens.Store) {
 	for i := range 20 {
 		tok := token(fmt.Sprintf("sit_race_%02d", i), "user_1", now.Add(-time.Minute))
 		create(t, s, tok)
-		var redeemed, revokedOK bool
+		var redeemed, revokedOK tokens.Change
 		var redeemErr, revokeErr error
 		race(2, func(j int) {
 			if j == 0 {
-				_, redeemed, redeemErr = s.Redeem(ctx, tok.ID, tok.TicketHash, now)
+				_, redeemed, redeemErr = s.Redeem(ctx, tok.ID, tok.TicketHash, now, nil)
 			} else {
-				_, revokedOK, revokeErr = s.Revoke(ctx, tok.ID, now)
+				_, revokedOK, revokeErr = s.Revoke(ctx, tok.ID, now, nil)
 			}
 		})
 		if redeemErr != nil || revokeErr != nil {
 			t.Fatalf("%s: Redeem err %v, Revoke err %v; want nil, nil", tok.ID, redeemErr, revokeErr)
 		}
-		if redeemed == revokedOK {
-			t.Errorf("%s: redeemed=%v revoked=%v, want exactly one true", tok.ID, redeemed, revokedOK)
+		if (redeemed == tokens.Changed) == (revokedOK == tokens.Changed) {
+			t.Errorf("%s: redeem %v, revoke %v; want exactly one Changed", tok.ID, redeemed, revokedOK)
 		}
 		want := tokens.StatusAccepted
-		if revokedOK {
+		if revokedOK == tokens.Changed {
 			want = tokens.StatusRevoked
 		}
 		if got := get(t, s, tok.ID).Status; got != want {
@@ -566,7 +576,7 @@ func testConcurrentCreateIdempotent(t *testing.T, s tokens.Store) {
 	race(n, func(i int) {
 		tok := token(fmt.Sprintf("sit_first_use_%d", i), "user_1", now)
 		var got tokens.Token
-		got, created[i], errs[i] = s.CreateIdempotent(ctx, tok, "shared-key", []byte("same request"), now.Add(-time.Hour))
+		got, created[i], errs[i] = s.CreateIdempotent(ctx, tok, idem("shared-key", []byte("same request"), now.Add(-time.Hour)))
 		ids[i] = got.ID
 	})
 	wins := 0
@@ -601,7 +611,7 @@ func testConcurrentDeleteFinished(t *testing.T, s tokens.Store) {
 	errs := make([]error, workers)
 	race(workers, func(i int) {
 		for {
-			n, err := s.DeleteFinished(ctx, now, now, 3)
+			n, err := s.DeleteFinished(ctx, now, 3)
 			if err != nil || n == 0 {
 				errs[i] = err
 				return
@@ -619,7 +629,7 @@ func testConcurrentDeleteFinished(t *testing.T, s tokens.Store) {
 	// A worker stops when it finds nothing unlocked, which can happen while
 	// the others still hold the last rows: sweep until nothing is left.
 	for {
-		n, err := s.DeleteFinished(ctx, now, now, 100)
+		n, err := s.DeleteFinished(ctx, now, 100)
 		if err != nil {
 			t.Fatalf("final sweep: %v", err)
 		}
@@ -637,4 +647,9 @@ func testPing(t *testing.T, s tokens.Store) {
 	if err := s.Ping(context.Background()); err != nil {
 		t.Errorf("Ping: got %v, want nil", err)
 	}
+}
+
+// idem is an idempotency key record.
+func idem(key string, requestHash []byte, notBefore time.Time) tokens.Idempotency {
+	return tokens.Idempotency{Key: key, RequestHash: requestHash, NotBefore: notBefore}
 }
