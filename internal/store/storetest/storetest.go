@@ -39,6 +39,9 @@ func Run(t *testing.T, open func(t *testing.T) tokens.Store) {
 		{"ConcurrentCreateIdempotent", testConcurrentCreateIdempotent},
 		{"ConcurrentDeleteFinished", testConcurrentDeleteFinished},
 		{"Ping", testPing},
+		{"IdempotentChange", testIdempotentChange},
+		{"ConcurrentKeyedRedeem", testConcurrentKeyedRedeem},
+		{"ContextEnded", testContextEnded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
