@@ -102,29 +102,44 @@ func TestDatabaseCutMidRequest(t *testing.T) {
 
 	tests := []struct {
 		verb        string // redeem or revoke
+		keyed       bool   // sent with an Idempotency-Key
 		hold        holdKind
 		stored      string // the token's status right after the cut
 		retryStatus int
 		retryCode   string
 		final       string
 	}{
-		{"redeem", holdQuery, "pending", 200, "", "accepted"},
-		{"redeem", holdAnswer, "accepted", 400, tokens.CodeAlreadyUsed, "accepted"},
-		{"revoke", holdQuery, "pending", 200, "", "revoked"},
-		{"revoke", holdAnswer, "revoked", 400, tokens.CodeCannotRevoke, "revoked"},
+		{"redeem", false, holdQuery, "pending", 200, "", "accepted"},
+		{"redeem", false, holdAnswer, "accepted", 400, tokens.CodeAlreadyUsed, "accepted"},
+		{"revoke", false, holdQuery, "pending", 200, "", "revoked"},
+		{"revoke", false, holdAnswer, "revoked", 400, tokens.CodeCannotRevoke, "revoked"},
+		// With a key, a retry after a committed change whose answer was
+		// lost gets that change's 200.
+		{"redeem", true, holdQuery, "pending", 200, "", "accepted"},
+		{"redeem", true, holdAnswer, "accepted", 200, "", "accepted"},
+		{"revoke", true, holdQuery, "pending", 200, "", "revoked"},
+		{"revoke", true, holdAnswer, "revoked", 200, "", "revoked"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.verb+" "+tt.hold.String()+" lost", func(t *testing.T) {
+		name := tt.verb + " " + tt.hold.String() + " lost"
+		if tt.keyed {
+			name += ", with a key"
+		}
+		t.Run(name, func(t *testing.T) {
 			tok, err := createTicket(in.base, "user_"+tt.verb)
 			if err != nil {
 				t.Fatal(err)
 			}
 			fillPool(t, in.base)
+			var header []string
+			if tt.keyed {
+				header = []string{"Idempotency-Key", "retry-" + tok.id}
+			}
 			call := func() (reply, error) {
 				if tt.verb == "redeem" {
-					return send(in.base, "POST", "/v1/tickets/redeem", testSecretKey, ticketBody(tok.ticket))
+					return send(in.base, "POST", "/v1/tickets/redeem", testSecretKey, ticketBody(tok.ticket), header...)
 				}
-				return send(in.base, "POST", "/v1/sign_in_tokens/"+tok.id+"/revoke", testSecretKey, "")
+				return send(in.base, "POST", "/v1/sign_in_tokens/"+tok.id+"/revoke", testSecretKey, "", header...)
 			}
 
 			r := cutWhileHeld(t, proxy, tok.id, tt.hold, call)
@@ -153,6 +168,15 @@ func TestDatabaseCutMidRequest(t *testing.T) {
 			}
 			if got := storedStatus(t, db, tok.id); got != tt.final {
 				t.Errorf("stored at the end: got %s, want %s", got, tt.final)
+			}
+			if tt.keyed {
+				again, err := call()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if again.status != 200 || string(again.raw) != string(r.raw) {
+					t.Errorf("second retry with the key: got %v, want the first retry's 200 %s", again, r.raw)
+				}
 			}
 		})
 	}
