@@ -167,7 +167,7 @@ var (
 	groupedWritesDesc = prometheus.NewDesc(namespace+"_db_grouped_writes_total",
 		"Creates and redemptions sent in a group; the rest went alone.", nil, nil)
 	retriedWritesDesc = prometheus.NewDesc(namespace+"_db_group_retried_writes_total",
-		"Writes of a group the database refused, each run again alone.", nil, nil)
+		"Writes the writers handed back to run alone: of a group the database refused or that ran out of time, or whose row another transaction held.", nil, nil)
 )
 
 // poolCollector reads the pool's figures when scraped, so they are never stale.

@@ -20,7 +20,7 @@ type PoolStats struct {
 	// Group commit (PostgreSQL's DATABASE_WRITERS), since start.
 	WriteGroups   int64 // transactions that carried two writes or more
 	GroupedWrites int64 // the writes they carried
-	RetriedWrites int64 // writes of a refused group, run again alone
+	RetriedWrites int64 // writes handed back to run alone (a refused group, a locked row)
 }
 
 // Stats reports a store's figures, for metrics: the metrics package watches

@@ -35,11 +35,9 @@ import (
 //  1. A caller is answered only once its write committed, failed, or was
 //     handed back to it. A caller whose context ends while its write is
 //     still queued leaves at once, and its write is never sent.
-//  2. A group never waits for a row lock: its redemptions lock their rows
-//     with SKIP LOCKED, and a redemption whose row another transaction holds
-//     is handed back. Any other wait (a table lock, an idempotency key that
-//     another transaction is inserting) is cut short by the writers'
-//     lock_timeout, which refuses the group.
+//  2. A group waits for a lock (a row another transaction holds, a table
+//     lock, an idempotency key another transaction is inserting) no longer
+//     than the writers' lock_timeout; then the server refuses the group.
 //  3. A group is sent under the earliest deadline of its callers and none of
 //     their cancellations, so no caller waits past its own deadline and one
 //     caller leaving fails nobody else.
@@ -65,12 +63,18 @@ const DefaultWriters = 2
 // maxGroup bounds how many writes one transaction carries.
 const maxGroup = 64
 
-// writerLockTimeout is the writers' lock_timeout. Their redemptions never
-// wait on a row (SKIP LOCKED), so what this bounds is rarer: an INSERT
-// waiting for a table lock (a migration, an operator's LOCK) or for another
-// transaction inserting the same idempotency key. Healthy lock waits last a
-// commit, a few milliseconds here; past this the group is refused and its
-// writes run alone, each waiting only under its own deadline.
+// writerLockTimeout is the writers' lock_timeout: the longest one write's
+// lock can hold up the others of its group. A healthy lock wait lasts a
+// commit, a few milliseconds here (a revoke or another replica's group on
+// the same row); a row held by a slow transaction, an operator's query or a
+// migration would otherwise hold the whole group until its earliest deadline.
+// Past it the group is refused and its writes run alone, each waiting only
+// under its own deadline; a spurious timeout costs a rerun, never a failure.
+//
+// Locking each group's rows with SKIP LOCKED instead would never wait at all,
+// but the row locks cost a WAL record per row: on the load tool's pairs it
+// took the service from 0.58 of the baseline to 0.39 and nearly doubled the
+// database's time per pair (docs/benchmarks.md).
 const writerLockTimeout = 100 * time.Millisecond
 
 type writeKind uint8
@@ -147,7 +151,7 @@ type writers struct {
 type WriteStats struct {
 	Groups  int64 // transactions that carried two writes or more
 	Grouped int64 // writes those transactions carried
-	Retried int64 // writes handed back to run alone (a refused group, a locked row)
+	Retried int64 // writes handed back to run alone (a group refused or out of time)
 }
 
 // WriteStats returns the grouping figures; all zero without writers.
@@ -342,40 +346,40 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
 		created_at, updated_at, expires_at, accepted_at, revoked_at)`
 
 // redeemTokensSQL is a group's redemptions in one statement: one (id, ticket
-// hash, now, idempotency key or ”, request hash) per element of its arrays.
-//
-// It first locks the rows, in id order and skipping any row another
-// transaction holds, so the group never waits for a lock and two groups
-// cannot deadlock. Each locked row is accepted under the same conditions as
-// alone, and the key of each accepted one is recorded; a key already stored
-// fails the statement (and the group) on the key's primary key.
-//
-// It answers one row per locked token: its id, then tokenColumns when it was
-// accepted, or NULLs when it did not meet the conditions. A redemption whose
-// id has no row here was skipped (or names no token) and runs again alone.
+// hash, now) per element of its arrays, each accepted under the same
+// conditions as alone, rows updated in the arrays' order (by id, so that
+// two groups rarely wait on each other; a wait that does happen is cut
+// short by lock_timeout). Its RETURNING has tokenColumns for each token it
+// accepted.
 const redeemTokensSQL = `
-WITH r AS (
-	SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[], $5::bytea[])
-		AS r(id, ticket_hash, now, key, request_hash)
-), locked AS (
-	SELECT t.id FROM sign_in_tokens AS t
-	WHERE t.id IN (SELECT id FROM r)
-	ORDER BY t.id
-	FOR UPDATE SKIP LOCKED
-), accepted AS (
+UPDATE sign_in_tokens AS t
+SET status = 'accepted', accepted_at = r.now, updated_at = r.now
+FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS r(id, ticket_hash, now)
+WHERE t.id = r.id AND t.status = 'pending' AND t.ticket_hash = r.ticket_hash AND t.expires_at > r.now
+RETURNING t.id, t.user_id, coalesce(t.org_id, ''), t.status, t.ticket_hash,
+	t.created_at, t.updated_at, t.expires_at, t.accepted_at, t.revoked_at`
+
+// redeemKeyedTokensSQL is redeemTokensSQL for a group in which some
+// redemptions carry an idempotency key ($4, ” for none, with its request
+// hash $5): the key of each accepted token is recorded in the same
+// statement. A key already stored fails the statement, and the group, on the
+// key's primary key. It costs more than redeemTokensSQL, so it is sent only
+// when a key is there.
+const redeemKeyedTokensSQL = `
+WITH accepted AS (
 	UPDATE sign_in_tokens AS t
 	SET status = 'accepted', accepted_at = r.now, updated_at = r.now
-	FROM r
-	WHERE t.id = r.id AND t.id IN (SELECT id FROM locked)
-		AND t.status = 'pending' AND t.ticket_hash = r.ticket_hash AND t.expires_at > r.now
+	FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[], $5::bytea[])
+		AS r(id, ticket_hash, now, key, request_hash)
+	WHERE t.id = r.id AND t.status = 'pending' AND t.ticket_hash = r.ticket_hash AND t.expires_at > r.now
 	RETURNING t.*, r.key, r.request_hash
 ), claimed AS (
 	INSERT INTO idempotency_keys (key, request_hash, token_id, created_at)
 	SELECT key, request_hash, id, updated_at FROM accepted WHERE key <> ''
 )
-SELECT l.id, a.user_id, a.org_id, a.status, a.ticket_hash,
-	a.created_at, a.updated_at, a.expires_at, a.accepted_at, a.revoked_at
-FROM locked AS l LEFT JOIN accepted AS a ON a.id = l.id`
+SELECT id, user_id, coalesce(org_id, ''), status, ticket_hash,
+	created_at, updated_at, expires_at, accepted_at, revoked_at
+FROM accepted`
 
 // writeGroup sends writes, a group of them or one redemption with a key, in
 // one transaction, and settles each: done, failed, or handed back.
@@ -407,20 +411,19 @@ func (g *writers) writeGroup(group []*write) {
 	if len(creates) > 0 {
 		batch.Queue(createTokensSQL, createArgs(creates)...)
 	}
-	locked := make([]bool, len(redeems))
 	if len(redeems) > 0 {
-		batch.Queue(redeemTokensSQL, redeemArgs(redeems)...).Query(func(rows pgx.Rows) error {
+		q := redeemGroupQuery(redeems)
+		batch.Queue(q.SQL, q.Args...).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
-				id, t, matched, err := scanRedeemed(rows)
+				t, err := scanToken(rows)
 				if err != nil {
 					return err
 				}
-				i, found := slices.BinarySearchFunc(redeems, id, func(w *write, id string) int {
+				i, found := slices.BinarySearchFunc(redeems, t.ID, func(w *write, id string) int {
 					return strings.Compare(w.redeem.id, id)
 				})
 				if found {
-					locked[i] = true
-					redeems[i].out.token, redeems[i].out.matched = t, matched
+					redeems[i].out.token, redeems[i].out.matched = t, true
 				}
 			}
 			return rows.Err()
@@ -428,9 +431,6 @@ func (g *writers) writeGroup(group []*write) {
 	}
 	err := g.pool.SendBatch(ctx, batch).Close()
 	if err == nil {
-		for i, w := range redeems {
-			w.out.alone = !locked[i] // skipped: another transaction holds its row
-		}
 		return
 	}
 	for _, w := range redeems {
@@ -450,31 +450,6 @@ func (g *writers) writeGroup(group []*write) {
 	}
 }
 
-// scanRedeemed reads a row of redeemTokensSQL: the id, and the accepted
-// token when it was accepted.
-func scanRedeemed(rows pgx.Rows) (string, tokens.Token, bool, error) {
-	var (
-		id                        string
-		user, org, status         *string
-		hash                      []byte
-		created, updated, expires *time.Time
-		acceptedAt, revokedAt     *time.Time
-	)
-	if err := rows.Scan(&id, &user, &org, &status, &hash, &created, &updated, &expires, &acceptedAt, &revokedAt); err != nil {
-		return "", tokens.Token{}, false, err
-	}
-	if user == nil {
-		return id, tokens.Token{}, false, nil
-	}
-	t := tokens.Token{ID: id, UserID: *user, Status: tokens.Status(*status), TicketHash: hash,
-		CreatedAt: created.UTC(), UpdatedAt: updated.UTC(), ExpiresAt: expires.UTC(),
-		AcceptedAt: utc(acceptedAt), RevokedAt: utc(revokedAt)}
-	if org != nil {
-		t.OrgID = *org
-	}
-	return id, t, true, nil
-}
-
 // RedeemGroupQuery is the statement a group of redemptions of the tokens
 // ids, with the tickets whose hashes are given, sends at now, without keys.
 // Exported so the load tool explains the very statement the writers send.
@@ -483,25 +458,30 @@ func RedeemGroupQuery(ids []string, hashes [][]byte, now time.Time) Query {
 	for i := range ids {
 		redeems[i] = &write{kind: writeRedeem, redeem: redemption{id: ids[i], hash: hashes[i], now: now}}
 	}
-	return Query{SQL: redeemTokensSQL, Args: redeemArgs(redeems)}
+	return redeemGroupQuery(redeems)
 }
 
-// redeemArgs turns redemptions into redeemTokensSQL's arrays.
-func redeemArgs(redeems []*write) []any {
+// redeemGroupQuery is the statement and arguments for redeems.
+func redeemGroupQuery(redeems []*write) Query {
 	n := len(redeems)
-	ids, keys := make([]string, n), make([]string, n)
-	hashes, requests := make([][]byte, n), make([][]byte, n)
-	nows := make([]time.Time, n)
+	ids, hashes, nows := make([]string, n), make([][]byte, n), make([]time.Time, n)
+	keyed := false
 	for i, w := range redeems {
-		r := w.redeem
-		ids[i], hashes[i], nows[i] = r.id, r.hash, r.now
-		if r.key != nil {
-			keys[i], requests[i] = r.key.Key, r.key.RequestHash
+		ids[i], hashes[i], nows[i] = w.redeem.id, w.redeem.hash, w.redeem.now
+		keyed = keyed || w.redeem.key != nil
+	}
+	if !keyed {
+		return Query{SQL: redeemTokensSQL, Args: []any{ids, hashes, nows}}
+	}
+	keys, requests := make([]string, n), make([][]byte, n)
+	for i, w := range redeems {
+		if k := w.redeem.key; k != nil {
+			keys[i], requests[i] = k.Key, k.RequestHash
 		} else {
 			requests[i] = []byte{}
 		}
 	}
-	return []any{ids, hashes, nows, keys, requests}
+	return Query{SQL: redeemKeyedTokensSQL, Args: []any{ids, hashes, nows, keys, requests}}
 }
 
 // createArgs turns creates into createTokensSQL's arrays.
