@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
 	"github.com/signin-tokens/signin-tokens/internal/metrics"
@@ -64,11 +65,24 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		users = cfg.Users
 	}
 
+	// Every goroutine serve starts runs in tasks, and serve returns only once
+	// all of them stopped and the store is closed, also when start-up fails
+	// half way. A task that fails ends ctx, which shuts the rest down.
+	ctx, cancel := context.WithCancel(ctx)
+	tasks, ctx := errgroup.WithContext(ctx)
 	// The store sits behind a gate: a network database that is down at start
 	// is retried in the background while /readyz says so.
 	gate := newGate()
+	defer func() {
+		cancel()
+		tasks.Wait()
+		gate.Close() // does nothing once shutdown closed it
+	}()
 	if cfg.Database.Kind == store.Postgres {
-		go connectWithRetry(ctx, cfg, log, gate)
+		tasks.Go(func() error {
+			connectWithRetry(ctx, cfg, log, gate)
+			return nil
+		})
 	} else {
 		st, err := openStore(ctx, cfg, log)
 		if err != nil {
@@ -76,7 +90,6 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		}
 		gate.open(st)
 	}
-	defer gate.Close()
 
 	stats := metrics.New()
 	stats.WatchPool(gate.poolStats)
@@ -105,41 +118,54 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 	if err != nil {
 		return fmt.Errorf("HTTP_ADDR: %w", err)
 	}
+	var pprofLn net.Listener
+	if cfg.PprofAddr != "" {
+		if pprofLn, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("PPROF_ADDR: %w", err)
+		}
+	}
 	srv := apihttp.NewHTTPServer(cfg.HTTPAddr, api)
 	if devKey {
 		announceDevKey(log, ln.Addr(), secretKeys[0])
 	}
 	log.Info().Str("addr", ln.Addr().String()).Str("version", versionString()).
 		Int("signing_keys", len(keys.Keys())).Str("kid", keys.Signer().ID).Msg("listening")
-	if cfg.PprofAddr != "" {
-		if err := servePprof(ctx, cfg.PprofAddr, log); err != nil {
-			return fmt.Errorf("PPROF_ADDR: %w", err)
-		}
+	if pprofLn != nil {
+		tasks.Go(func() error {
+			servePprof(ctx, pprofLn, log)
+			return nil
+		})
 	}
 	if cfg.RetentionPeriod > 0 {
-		go sweep(ctx, gate, cfg.RetentionPeriod, cfg.RetentionInterval, log)
+		tasks.Go(func() error {
+			sweep(ctx, gate, cfg.RetentionPeriod, cfg.RetentionInterval, log)
+			return nil
+		})
 	}
+	tasks.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	})
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
+	<-ctx.Done() // a signal, or a task failed
 	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing in-flight requests")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
-	if err != nil {
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancelShutdown()
+	shutdownErr := srv.Shutdown(shutdownCtx)
+	if shutdownErr != nil {
 		srv.Close()
 	}
+	cancel()
+	taskErr := tasks.Wait()
 	gate.closeWithin(shutdownCtx)
-	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	if shutdownErr != nil {
+		return fmt.Errorf("shutdown: %w", shutdownErr)
 	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if taskErr != nil {
+		return taskErr
 	}
 	log.Info().Msg("stopped")
 	return nil

@@ -3,9 +3,9 @@ package http
 import (
 	"context"
 	"encoding/hex"
-	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -59,8 +59,9 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 type RequestObserver func(route, method string, status int, elapsed time.Duration)
 
 // observe gives every request a trace id and a logger that carries it,
-// recovers panics into a 500, and logs one line per request. It never logs
-// headers, bodies or query strings, so keys and tickets stay out of the log.
+// recovers panics into a 500 (logging the stack), and logs one line per
+// request. It never logs headers, bodies or query strings, so keys and
+// tickets stay out of the log.
 func observe(base zerolog.Logger, observer RequestObserver) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -76,10 +77,12 @@ func observe(base zerolog.Logger, observer RequestObserver) func(http.Handler) h
 					if p == http.ErrAbortHandler {
 						panic(p)
 					}
+					// The stack says where it happened; the request's headers
+					// and body stay out of the log, as everywhere.
+					log.Error().Interface("panic", p).Bool("response_began", rec.status != 0).
+						Str("stack", string(debug.Stack())).Msg("panic")
 					if rec.status == 0 {
-						writeError(rec, r, fmt.Errorf("panic: %v", p))
-					} else {
-						log.Error().Interface("panic", p).Msg("panic after the response began")
+						writeError(rec, r, errInternal)
 					}
 				}
 				elapsed := time.Since(start)
