@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -107,6 +108,36 @@ func observe(base zerolog.Logger, observer RequestObserver) func(http.Handler) h
 			next.ServeHTTP(rec, r)
 		})
 	}
+}
+
+// collapseSlashes routes a path with repeated slashes as the path with single
+// ones: Clerk's PHP SDK sends //sign_in_tokens and /v1//sign_in_tokens when
+// its server URL ends in a slash. Only runs of slashes are collapsed (an
+// encoded %2F is not a slash); the trailing slash is StripSlashes's business.
+func collapseSlashes(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "//") || strings.Contains(r.URL.RawPath, "//") {
+			u := *r.URL
+			u.Path, u.RawPath = collapse(u.Path), collapse(u.RawPath)
+			r2 := *r
+			r2.URL = &u
+			r = &r2
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// collapse replaces each run of slashes in p with one slash.
+func collapse(p string) string {
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && i > 0 && p[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
 }
 
 // limitBody caps every request body; reading past the cap fails, and the

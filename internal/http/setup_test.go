@@ -67,6 +67,7 @@ type options struct {
 	timeout   time.Duration                   // request timeout; default the server's
 	logs      io.Writer                       // default: discarded
 	wrap      func(tokens.Store) tokens.Store // stands between the service and the store
+	maxExpiry time.Duration                   // largest expires_in_seconds; default 365 days
 }
 
 func setup(t *testing.T, opts ...func(*options)) *bundle {
@@ -84,6 +85,9 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	}
 	if o.keys == nil {
 		o.keys = []ed25519.PrivateKey{tokens.GenerateKey()}
+	}
+	if o.maxExpiry == 0 {
+		o.maxExpiry = 365 * 24 * time.Hour
 	}
 	st, _, err := store.Open(ctx, o.dbURL, store.Options{Writers: postgres.DefaultWriters})
 	if err != nil {
@@ -105,7 +109,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	}
 	svc := tokens.NewService(tokens.Config{
 		Store: serviceStore, Ticketer: ticketer, Users: o.users, Now: clk.Now,
-		DefaultExpiresIn: 30 * 24 * time.Hour, MaxExpiresIn: 365 * 24 * time.Hour,
+		DefaultExpiresIn: min(30*24*time.Hour, o.maxExpiry), MaxExpiresIn: o.maxExpiry,
 	})
 	var signIn *url.URL
 	if o.signInURL != "" {
@@ -214,4 +218,15 @@ func (r response) meta() map[string]any {
 	item, _ := errs[0].(map[string]any)
 	m, _ := item["meta"].(map[string]any)
 	return m
+}
+
+// code returns the first error's code, or "".
+func (r response) code() string {
+	errs, _ := r.body["errors"].([]any)
+	if len(errs) == 0 {
+		return ""
+	}
+	item, _ := errs[0].(map[string]any)
+	code, _ := item["code"].(string)
+	return code
 }
