@@ -17,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
-	"github.com/signin-tokens/signin-tokens/internal/store/postgres/pgtest"
 )
 
 // lockedBuffer is a log sink safe for the server's goroutines.
@@ -76,7 +75,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 // shape, and the token is left as it was.
 func TestRequestTimeout(t *testing.T) {
 	t.Parallel()
-	dbURL := pgtest.URL(t)
+	dbURL := postgresURL(t)
 	b := setup(t, func(o *options) { o.dbURL, o.timeout = dbURL, 300*time.Millisecond })
 	o := b.create(`{"user_id":"user_1"}`)
 
