@@ -8,9 +8,10 @@ export TEST_DATABASE_URL
 
 .PHONY: run build image deploy-check test test-short fuzz bench bench-go vet clean
 
-## run: start the service with zero configuration (SQLite and dev keys under ./data)
+## run: start the service with zero configuration (SQLite and dev keys under
+## ./data), its logs as console lines for people
 run:
-	$(GO) run ./cmd/server serve
+	LOG_FORMAT=console $(GO) run ./cmd/server serve
 
 ## build: a static, stripped binary, as the container image builds it
 build:

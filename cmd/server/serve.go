@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
@@ -19,10 +20,30 @@ import (
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
+// resolveLogFormat turns LOG_FORMAT=auto into console when stdout is a
+// terminal (a person is reading) and json otherwise (a log collector is).
+func resolveLogFormat(format string, stdout io.Writer) string {
+	if format != "auto" {
+		return format
+	}
+	if isTerminal(stdout) {
+		return "console"
+	}
+	return "json"
+}
+
+// isTerminal reports whether w is a file open on a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// newLogger writes JSON lines, or console lines (coloured on a terminal)
+// when cfg.LogFormat, already resolved, is console.
 func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
 	out := stdout
 	if cfg.LogFormat == "console" {
-		out = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339}
+		out = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339, NoColor: !isTerminal(stdout)}
 	}
 	lvl, err := zerolog.ParseLevel(cfg.LogLevel)
 	if err != nil {
@@ -127,7 +148,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 	}
 	srv := apihttp.NewHTTPServer(cfg.HTTPAddr, api)
 	if devKey {
-		announceDevKey(log, ln.Addr(), secretKeys[0])
+		announceDevKey(log, stdout, cfg.LogFormat == "console", ln.Addr(), secretKeys[0])
 	}
 	log.Info().Str("addr", ln.Addr().String()).Str("version", versionString()).
 		Int("signing_keys", len(keys.Keys())).Str("kid", keys.Signer().ID).Msg("listening")
@@ -173,13 +194,26 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 
 // announceDevKey tells a new user the generated key and how to use it. Only
 // the generated development key is ever logged; configured keys never are.
-func announceDevKey(log zerolog.Logger, addr net.Addr, key string) {
+// The curl line must paste as it is: in JSON logs it is the "try" field; in
+// console logs, which would quote and escape it, it is printed bare on the
+// line after the log line.
+func announceDevKey(log zerolog.Logger, stdout io.Writer, console bool, addr net.Addr, key string) {
 	host := "localhost"
 	_, port, _ := net.SplitHostPort(addr.String())
 	base := "http://" + net.JoinHostPort(host, port)
-	log.Warn().Str("secret_key", key).
-		Str("try", fmt.Sprintf(`curl -s -X POST %s/v1/sign_in_tokens -H "Authorization: Bearer %s" -H "Content-Type: application/json" -d '{"user_id":"user_123"}'`, base, key)).
-		Msg("using a generated development secret key (kept in DATA_DIR); set SECRET_KEYS in production")
+	curl := fmt.Sprintf(`curl -s -X POST %s/v1/sign_in_tokens -H "Authorization: Bearer %s" -H "Content-Type: application/json" -d '{"user_id":"user_123"}'`, base, key)
+	ev := log.Warn()
+	if !ev.Enabled() {
+		return
+	}
+	ev = ev.Str("secret_key", key)
+	if !console {
+		ev = ev.Str("try", curl)
+	}
+	ev.Msg("using a generated development secret key (kept in DATA_DIR); set SECRET_KEYS in production")
+	if console {
+		fmt.Fprintln(stdout, curl)
+	}
 }
 
 // connectWithRetry opens and migrates the store, retrying with capped
