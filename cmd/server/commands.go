@@ -36,6 +36,7 @@ func configure(fs *flag.FlagSet, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return Config{}, zerolog.Logger{}, err
 	}
+	cfg.LogFormat = resolveLogFormat(cfg.LogFormat, stdout)
 	return cfg, newLogger(cfg, stdout), nil
 }
 

@@ -31,7 +31,7 @@ type Config struct {
 	DefaultExpiresIn  time.Duration
 	MaxExpiresIn      time.Duration
 	LogLevel          string
-	LogFormat         string
+	LogFormat         string // json, console, or auto until configure resolves it
 	RedeemRateLimit   int
 	AdminRateLimit    int
 	TrustedProxies    []string
@@ -63,7 +63,7 @@ var envVars = []envVar{
 	{"DEFAULT_EXPIRES_IN_SECONDS", "2592000", "ticket lifetime when the request gives none (30 days)"},
 	{"MAX_EXPIRES_IN_SECONDS", "31536000", "largest expires_in_seconds accepted (365 days)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
-	{"LOG_FORMAT", "json", "json, or console for human-readable lines"},
+	{"LOG_FORMAT", "auto", "json, console for human-readable lines, or auto: console when stdout is a terminal, else json"},
 	{"RATE_LIMIT_REDEEM_PER_MINUTE", "0", "redemptions per client address per minute; 0: off"},
 	{"RATE_LIMIT_ADMIN_PER_MINUTE", "0", "admin requests per secret key per minute; 0: off"},
 	{"TRUSTED_PROXIES", "", "comma-separated CIDRs whose X-Forwarded-For gives the client address"},
@@ -157,8 +157,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		fail("LOG_LEVEL", "must be debug, info, warn or error, got %q", c.LogLevel)
 	}
 	c.LogFormat = strings.ToLower(get("LOG_FORMAT"))
-	if c.LogFormat != "json" && c.LogFormat != "console" {
-		fail("LOG_FORMAT", "must be json or console, got %q", c.LogFormat)
+	switch c.LogFormat {
+	case "json", "console", "auto":
+	default:
+		fail("LOG_FORMAT", "must be json, console or auto, got %q", c.LogFormat)
 	}
 	c.RedeemRateLimit = count("RATE_LIMIT_REDEEM_PER_MINUTE")
 	c.AdminRateLimit = count("RATE_LIMIT_ADMIN_PER_MINUTE")

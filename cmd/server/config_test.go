@@ -15,7 +15,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatalf("empty environment: %v", err)
 	}
 	if cfg.HTTPAddr != ":8080" || cfg.DataDir != "./data" || cfg.DefaultExpiresIn != 30*24*time.Hour ||
-		cfg.Database.Kind != "sqlite" || cfg.LogFormat != "json" || cfg.RequestTimeout != 10*time.Second ||
+		cfg.Database.Kind != "sqlite" || cfg.LogFormat != "auto" || cfg.RequestTimeout != 10*time.Second ||
 		cfg.DatabaseWriters != postgres.DefaultWriters {
 		t.Errorf("defaults: got %+v", cfg)
 	}

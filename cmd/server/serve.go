@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
 	"github.com/signin-tokens/signin-tokens/internal/metrics"
@@ -18,10 +20,30 @@ import (
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
+// resolveLogFormat turns LOG_FORMAT=auto into console when stdout is a
+// terminal (a person is reading) and json otherwise (a log collector is).
+func resolveLogFormat(format string, stdout io.Writer) string {
+	if format != "auto" {
+		return format
+	}
+	if isTerminal(stdout) {
+		return "console"
+	}
+	return "json"
+}
+
+// isTerminal reports whether w is a file open on a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// newLogger writes JSON lines, or console lines (coloured on a terminal)
+// when cfg.LogFormat, already resolved, is console.
 func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
 	out := stdout
 	if cfg.LogFormat == "console" {
-		out = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339}
+		out = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339, NoColor: !isTerminal(stdout)}
 	}
 	lvl, err := zerolog.ParseLevel(cfg.LogLevel)
 	if err != nil {
@@ -64,11 +86,24 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		users = cfg.Users
 	}
 
+	// Every goroutine serve starts runs in tasks, and serve returns only once
+	// all of them stopped and the store is closed, also when start-up fails
+	// half way. A task that fails ends ctx, which shuts the rest down.
+	ctx, cancel := context.WithCancel(ctx)
+	tasks, ctx := errgroup.WithContext(ctx)
 	// The store sits behind a gate: a network database that is down at start
 	// is retried in the background while /readyz says so.
 	gate := store.NewGate()
+	defer func() {
+		cancel()
+		tasks.Wait()
+		gate.Close() // does nothing once shutdown closed it
+	}()
 	if cfg.Database.Kind == store.Postgres {
-		go connectWithRetry(ctx, cfg, log, gate)
+		tasks.Go(func() error {
+			connectWithRetry(ctx, cfg, log, gate)
+			return nil
+		})
 	} else {
 		st, err := openStore(ctx, cfg, log)
 		if err != nil {
@@ -76,7 +111,6 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		}
 		gate.Open(st)
 	}
-	defer gate.Close()
 
 	stats := metrics.New()
 	stats.WatchPool(gate)
@@ -105,41 +139,54 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 	if err != nil {
 		return fmt.Errorf("HTTP_ADDR: %w", err)
 	}
-	srv := apihttp.NewHTTPServer(cfg.HTTPAddr, api)
-	if devKey {
-		announceDevKey(log, ln.Addr(), secretKeys[0])
-	}
-	log.Info().Str("addr", ln.Addr().String()).Str("version", versionString()).
-		Int("signing_keys", len(keys.Keys())).Str("kid", keys.Signer().ID).Msg("listening")
+	var pprofLn net.Listener
 	if cfg.PprofAddr != "" {
-		if err := servePprof(ctx, cfg.PprofAddr, log); err != nil {
+		if pprofLn, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
+			ln.Close()
 			return fmt.Errorf("PPROF_ADDR: %w", err)
 		}
 	}
+	srv := apihttp.NewHTTPServer(cfg.HTTPAddr, api)
+	if devKey {
+		announceDevKey(log, stdout, cfg.LogFormat == "console", ln.Addr(), secretKeys[0])
+	}
+	log.Info().Str("addr", ln.Addr().String()).Str("version", versionString()).
+		Int("signing_keys", len(keys.Keys())).Str("kid", keys.Signer().ID).Msg("listening")
+	if pprofLn != nil {
+		tasks.Go(func() error {
+			servePprof(ctx, pprofLn, log)
+			return nil
+		})
+	}
 	if cfg.RetentionPeriod > 0 {
-		go sweep(ctx, gate, cfg.RetentionPeriod, cfg.RetentionInterval, log)
+		tasks.Go(func() error {
+			sweep(ctx, gate, cfg.RetentionPeriod, cfg.RetentionInterval, log)
+			return nil
+		})
 	}
+	tasks.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	})
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
+	<-ctx.Done() // a signal, or a task failed
 	log.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing in-flight requests")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
-	if err != nil {
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancelShutdown()
+	shutdownErr := srv.Shutdown(shutdownCtx)
+	if shutdownErr != nil {
 		srv.Close()
 	}
+	cancel()
+	taskErr := tasks.Wait()
 	gate.CloseWithin(shutdownCtx)
-	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	if shutdownErr != nil {
+		return fmt.Errorf("shutdown: %w", shutdownErr)
 	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if taskErr != nil {
+		return taskErr
 	}
 	log.Info().Msg("stopped")
 	return nil
@@ -147,13 +194,26 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 
 // announceDevKey tells a new user the generated key and how to use it. Only
 // the generated development key is ever logged; configured keys never are.
-func announceDevKey(log zerolog.Logger, addr net.Addr, key string) {
+// The curl line must paste as it is: in JSON logs it is the "try" field; in
+// console logs, which would quote and escape it, it is printed bare on the
+// line after the log line.
+func announceDevKey(log zerolog.Logger, stdout io.Writer, console bool, addr net.Addr, key string) {
 	host := "localhost"
 	_, port, _ := net.SplitHostPort(addr.String())
 	base := "http://" + net.JoinHostPort(host, port)
-	log.Warn().Str("secret_key", key).
-		Str("try", fmt.Sprintf(`curl -s -X POST %s/v1/sign_in_tokens -H "Authorization: Bearer %s" -H "Content-Type: application/json" -d '{"user_id":"user_123"}'`, base, key)).
-		Msg("using a generated development secret key (kept in DATA_DIR); set SECRET_KEYS in production")
+	curl := fmt.Sprintf(`curl -s -X POST %s/v1/sign_in_tokens -H "Authorization: Bearer %s" -H "Content-Type: application/json" -d '{"user_id":"user_123"}'`, base, key)
+	ev := log.Warn()
+	if !ev.Enabled() {
+		return
+	}
+	ev = ev.Str("secret_key", key)
+	if !console {
+		ev = ev.Str("try", curl)
+	}
+	ev.Msg("using a generated development secret key (kept in DATA_DIR); set SECRET_KEYS in production")
+	if console {
+		fmt.Fprintln(stdout, curl)
+	}
 }
 
 // connectWithRetry opens and migrates the store, retrying with capped

@@ -11,7 +11,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
-	"github.com/signin-tokens/signin-tokens/internal/store/postgres/pgtest"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
@@ -289,7 +288,7 @@ func TestRateLimitTrustedProxies(t *testing.T) {
 // server whose key set puts a new key first, and not once the old key is gone.
 func TestKeyRotationThroughTheAPI(t *testing.T) {
 	t.Parallel()
-	dbURL := pgtest.URL(t)
+	dbURL := testDatabase(t)
 	oldKey, newKey := tokens.GenerateKey(), tokens.GenerateKey()
 	withKeys := func(keys ...ed25519.PrivateKey) func(*options) {
 		return func(o *options) { o.keys, o.dbURL = keys, dbURL }

@@ -9,7 +9,8 @@ import (
 
 // TestClerkJSSDK runs compat/js/sdk.test.mjs, which drives the real router
 // with Clerk's JavaScript Backend SDK (@clerk/backend) given only our base URL.
-// It needs node and `npm ci --prefix compat/js`; CI installs both.
+// It needs node and `npm ci --prefix compat/js`, which make test runs when
+// compat/js/node_modules is missing.
 func TestClerkJSSDK(t *testing.T) {
 	t.Parallel()
 	dir, err := filepath.Abs(filepath.Join("..", "..", "compat", "js"))

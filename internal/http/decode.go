@@ -85,7 +85,7 @@ func (p params) string(name string) (string, error) {
 	}
 	var s string
 	if v[0] != '"' || json.Unmarshal(v, &s) != nil {
-		return "", tokens.ParamTypeInvalid(name, "a string")
+		return "", paramTypeInvalid(name, "a string")
 	}
 	return s, nil
 }
@@ -104,7 +104,7 @@ func (p params) int64(name string) (*int64, error) {
 			return nil, nil
 		}
 		if c := v[0]; c != '-' && (c < '0' || c > '9') {
-			return nil, tokens.ParamTypeInvalid(name, "an integer")
+			return nil, paramTypeInvalid(name, "an integer")
 		}
 		text = string(v)
 	}
@@ -115,7 +115,7 @@ func (p params) int64(name string) (*int64, error) {
 	f, err := strconv.ParseFloat(text, 64)
 	switch {
 	case err != nil && !errors.Is(err, strconv.ErrRange), math.IsNaN(f), f != math.Trunc(f):
-		return nil, tokens.ParamTypeInvalid(name, "an integer")
+		return nil, paramTypeInvalid(name, "an integer")
 	case math.Abs(f) < 1<<62:
 		n := int64(f)
 		return &n, nil

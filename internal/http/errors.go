@@ -10,18 +10,30 @@ import (
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
+// Error codes raised by the HTTP layer alone (authentication, request
+// decoding, routing, rate limits); the domain's codes are in internal/tokens.
+const (
+	CodeAuthKeyInvalid    = "clerk_key_invalid"
+	CodeAuthHeaderInvalid = "authorization_header_format_invalid"
+	CodeParamTypeInvalid  = "form_param_type_invalid"
+	CodeBodyInvalid       = "request_body_invalid"
+	CodeBodyTooLarge      = "request_body_too_large"
+	CodeMethodNotAllowed  = "request_method_not_allowed"
+	CodeTooManyRequests   = "too_many_requests"
+)
+
 // statusByCode maps every error code to its HTTP status. A code missing here
 // is a bug; it is answered with 500.
 var statusByCode = map[string]int{
-	tokens.CodeAuthKeyInvalid:      http.StatusUnauthorized,
-	tokens.CodeAuthHeaderInvalid:   http.StatusUnauthorized,
+	CodeAuthKeyInvalid:             http.StatusUnauthorized,
+	CodeAuthHeaderInvalid:          http.StatusUnauthorized,
 	tokens.CodeParamMissing:        http.StatusUnprocessableEntity,
 	tokens.CodeParamValueInvalid:   http.StatusUnprocessableEntity,
-	tokens.CodeParamTypeInvalid:    http.StatusUnprocessableEntity,
-	tokens.CodeBodyInvalid:         http.StatusBadRequest,
-	tokens.CodeBodyTooLarge:        http.StatusRequestEntityTooLarge,
+	CodeParamTypeInvalid:           http.StatusUnprocessableEntity,
+	CodeBodyInvalid:                http.StatusBadRequest,
+	CodeBodyTooLarge:               http.StatusRequestEntityTooLarge,
 	tokens.CodeNotFound:            http.StatusNotFound,
-	tokens.CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	CodeMethodNotAllowed:           http.StatusMethodNotAllowed,
 	tokens.CodeCannotRevoke:        http.StatusBadRequest,
 	tokens.CodeTicketInvalid:       http.StatusBadRequest,
 	tokens.CodeTicketExpired:       http.StatusBadRequest,
@@ -29,7 +41,7 @@ var statusByCode = map[string]int{
 	tokens.CodeRevoked:             http.StatusBadRequest,
 	tokens.CodeCannotBeUsed:        http.StatusBadRequest,
 	tokens.CodeIdempotencyMismatch: http.StatusUnprocessableEntity,
-	tokens.CodeTooManyRequests:     http.StatusTooManyRequests,
+	CodeTooManyRequests:            http.StatusTooManyRequests,
 	tokens.CodeUserLookupFailed:    http.StatusBadGateway,
 	tokens.CodeUnavailable:         http.StatusServiceUnavailable,
 	tokens.CodeInternal:            http.StatusInternalServerError,
@@ -41,23 +53,30 @@ const statusClientClosed = 499
 
 // Errors raised by the HTTP layer itself.
 var (
-	errKeyInvalid = &tokens.Error{Code: tokens.CodeAuthKeyInvalid, Message: "invalid key",
+	errKeyInvalid = &tokens.Error{Code: CodeAuthKeyInvalid, Message: "invalid key",
 		LongMessage: "The secret key provided is invalid. Send it as Authorization: Bearer <secret key>."}
-	errHeaderInvalid = &tokens.Error{Code: tokens.CodeAuthHeaderInvalid, Message: "invalid authorization header",
+	errHeaderInvalid = &tokens.Error{Code: CodeAuthHeaderInvalid, Message: "invalid authorization header",
 		LongMessage: "The Authorization header must have the form: Bearer <secret key>."}
-	errBodyInvalid = &tokens.Error{Code: tokens.CodeBodyInvalid, Message: "request body invalid",
+	errBodyInvalid = &tokens.Error{Code: CodeBodyInvalid, Message: "request body invalid",
 		LongMessage: "The request body is not a valid JSON object or form-encoded body."}
-	errBodyTooLarge = &tokens.Error{Code: tokens.CodeBodyTooLarge, Message: "request body too large",
+	errBodyTooLarge = &tokens.Error{Code: CodeBodyTooLarge, Message: "request body too large",
 		LongMessage: "The request body exceeds the size limit."}
 	errRouteNotFound = &tokens.Error{Code: tokens.CodeNotFound, Message: "not found",
 		LongMessage: "The requested resource was not found."}
-	errMethodNotAllowed = &tokens.Error{Code: tokens.CodeMethodNotAllowed, Message: "method not allowed",
+	errMethodNotAllowed = &tokens.Error{Code: CodeMethodNotAllowed, Message: "method not allowed",
 		LongMessage: "The request method is not allowed for this resource."}
-	errTooManyRequests = &tokens.Error{Code: tokens.CodeTooManyRequests, Message: "too many requests",
+	errTooManyRequests = &tokens.Error{Code: CodeTooManyRequests, Message: "too many requests",
 		LongMessage: "Too many requests. Retry after the time the Retry-After header gives."}
 	errInternal = &tokens.Error{Code: tokens.CodeInternal, Message: "internal error",
 		LongMessage: "Something went wrong on our side. The trace id identifies this request in our logs."}
 )
+
+// paramTypeInvalid is the error for a parameter of the wrong JSON type; only
+// the request decoder can tell types apart.
+func paramTypeInvalid(name, want string) *tokens.Error {
+	return &tokens.Error{Code: CodeParamTypeInvalid, Param: name, Message: "is of the wrong type",
+		LongMessage: name + " must be " + want + "."}
+}
 
 type errorItem struct {
 	Message     string            `json:"message"`

@@ -3,9 +3,10 @@ package http
 import (
 	"context"
 	"encoding/hex"
-	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -59,8 +60,9 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 type RequestObserver func(route, method string, status int, elapsed time.Duration)
 
 // observe gives every request a trace id and a logger that carries it,
-// recovers panics into a 500, and logs one line per request. It never logs
-// headers, bodies or query strings, so keys and tickets stay out of the log.
+// recovers panics into a 500 (logging the stack), and logs one line per
+// request. It never logs headers, bodies or query strings, so keys and
+// tickets stay out of the log.
 func observe(base zerolog.Logger, observer RequestObserver) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -76,10 +78,12 @@ func observe(base zerolog.Logger, observer RequestObserver) func(http.Handler) h
 					if p == http.ErrAbortHandler {
 						panic(p)
 					}
+					// The stack says where it happened; the request's headers
+					// and body stay out of the log, as everywhere.
+					log.Error().Interface("panic", p).Bool("response_began", rec.status != 0).
+						Str("stack", string(debug.Stack())).Msg("panic")
 					if rec.status == 0 {
-						writeError(rec, r, fmt.Errorf("panic: %v", p))
-					} else {
-						log.Error().Interface("panic", p).Msg("panic after the response began")
+						writeError(rec, r, errInternal)
 					}
 				}
 				elapsed := time.Since(start)
@@ -104,6 +108,36 @@ func observe(base zerolog.Logger, observer RequestObserver) func(http.Handler) h
 			next.ServeHTTP(rec, r)
 		})
 	}
+}
+
+// collapseSlashes routes a path with repeated slashes as the path with single
+// ones: Clerk's PHP SDK sends //sign_in_tokens and /v1//sign_in_tokens when
+// its server URL ends in a slash. Only runs of slashes are collapsed (an
+// encoded %2F is not a slash); the trailing slash is StripSlashes's business.
+func collapseSlashes(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "//") || strings.Contains(r.URL.RawPath, "//") {
+			u := *r.URL
+			u.Path, u.RawPath = collapse(u.Path), collapse(u.RawPath)
+			r2 := *r
+			r2.URL = &u
+			r = &r2
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// collapse replaces each run of slashes in p with one slash.
+func collapse(p string) string {
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && i > 0 && p[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
 }
 
 // limitBody caps every request body; reading past the cap fails, and the

@@ -5,14 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
 
-	"github.com/signin-tokens/signin-tokens/internal/store/postgres/pgtest"
+	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
 )
 
 // lockedBuffer is a log sink safe for the server's goroutines.
@@ -71,7 +75,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 // shape, and the token is left as it was.
 func TestRequestTimeout(t *testing.T) {
 	t.Parallel()
-	dbURL := pgtest.URL(t)
+	dbURL := postgresURL(t)
 	b := setup(t, func(o *options) { o.dbURL, o.timeout = dbURL, 300*time.Millisecond })
 	o := b.create(`{"user_id":"user_1"}`)
 
@@ -105,5 +109,52 @@ func TestRequestTimeout(t *testing.T) {
 	}
 	if got := b.do("POST", "/v1/tickets/redeem", fmt.Sprintf(`{"ticket":%q}`, o["token"])); got.status != 200 {
 		t.Errorf("redeem once the lock is gone: %d %s", got.status, got.raw)
+	}
+}
+
+// TestPanicLogsItsStack: a handler that panics answers 500 in the error
+// shape, and the log has the panic and its stack at error level, but not the
+// request's body, headers or key.
+func TestPanicLogsItsStack(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuffer{}
+	api := apihttp.NewServer(apihttp.Config{
+		SecretKeys: []string{testKey}, Logger: zerolog.New(logs),
+		Extra: map[string]http.Handler{"/test/panic": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.ReadAll(r.Body)
+			panic("handler broke")
+		})},
+	})
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	b := &bundle{t: t, srv: srv}
+	const bodySecret, headerSecret = "body_secret_4242", "header_secret_4343"
+	r := b.do("POST", "/test/panic", `{"ticket":"`+bodySecret+`"}`, "X-Custom", headerSecret)
+	r.wantError(t, 500, "internal_clerk_error")
+
+	text := logs.String()
+	for _, secret := range []string{bodySecret, headerSecret, testKey} {
+		if strings.Contains(text, secret) {
+			t.Errorf("the log contains %q:\n%s", secret, text)
+		}
+	}
+	var found map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if entry["message"] == "panic" {
+			found = entry
+		}
+	}
+	if found == nil {
+		t.Fatalf("no panic line in the log:\n%s", text)
+	}
+	stack, _ := found["stack"].(string)
+	if found["level"] != "error" || found["panic"] != "handler broke" || found["trace_id"] != r.header.Get("Clerk-Trace-Id") ||
+		!strings.Contains(stack, "TestPanicLogsItsStack") {
+		t.Errorf("panic line: got level %v, panic %v, trace_id %v, stack %.300q; want error, the panic value, the request's trace id and a stack through the handler",
+			found["level"], found["panic"], found["trace_id"], stack)
 	}
 }

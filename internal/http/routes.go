@@ -9,9 +9,11 @@ import (
 
 // routes is the whole API, top to bottom. Every API route is served under
 // /v1 and without the prefix: the Go SDK's base URL override does not add it.
+// Repeated slashes and a trailing slash are tolerated on every path.
 func (s *Server) routes(cfg Config) http.Handler {
 	r := chi.NewRouter()
 	r.Use(observe(cfg.Logger, cfg.Observer))
+	r.Use(collapseSlashes) // before routing, so patterns and metrics see the clean path
 	r.Use(middleware.StripSlashes)
 	r.Use(limitBody(cfg.MaxBodyBytes))
 	r.NotFound(handle(notFound))

@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -294,5 +295,117 @@ func TestUserDirectory(t *testing.T) {
 	r := b.do("GET", "/v1/sign_in_tokens", "")
 	if r.body["total_count"] != float64(1) {
 		t.Errorf("tokens stored: got %v, want 1 (only the known user's)", r.body["total_count"])
+	}
+}
+
+// TestRepeatedSlashes: paths with doubled slashes, as Clerk's PHP SDK sends
+// them when its server URL ends in a slash, answer as the clean paths do and
+// are routed (and so logged and counted) under the clean route pattern.
+// Paths that are unknown once cleaned stay 404 and 405.
+func TestRepeatedSlashes(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuffer{}
+	b := setup(t, func(o *options) { o.logs = logs })
+	lastRoute := func() any {
+		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+		var line map[string]any
+		json.Unmarshal([]byte(lines[len(lines)-1]), &line)
+		return line["route"]
+	}
+	for _, prefix := range []string{"/", "/v1/", "//", "/v1//", "//v1//", "///v1///"} {
+		t.Run(prefix, func(t *testing.T) {
+			user := "user_" + strings.NewReplacer("/", "s").Replace(prefix)
+			steps := []struct {
+				name, method, path, body string
+				want                     map[string]any // fields of the answer
+				route                    string
+			}{
+				{"create", "POST", "sign_in_tokens", fmt.Sprintf(`{"user_id":%q}`, user),
+					map[string]any{"status": "pending", "user_id": user}, "/sign_in_tokens"},
+				{"get", "GET", "sign_in_tokens/{id}", "", map[string]any{"status": "pending"}, "/sign_in_tokens/{id}"},
+				{"list", "GET", "sign_in_tokens?user_id=" + user, "", map[string]any{"total_count": float64(1)}, "/sign_in_tokens"},
+				{"redeem", "POST", "tickets/redeem", `{"ticket":"{ticket}"}`, map[string]any{"status": "accepted"}, "/tickets/redeem"},
+				{"create again", "POST", "sign_in_tokens/", fmt.Sprintf(`{"user_id":%q}`, user),
+					map[string]any{"status": "pending"}, "/sign_in_tokens"},
+				{"revoke", "POST", "sign_in_tokens//{id}//revoke/", "", map[string]any{"status": "revoked"}, "/sign_in_tokens/{id}/revoke"},
+			}
+			var id, ticket string
+			for _, s := range steps {
+				fill := strings.NewReplacer("{id}", id, "{ticket}", ticket)
+				r := b.do(s.method, prefix+fill.Replace(s.path), fill.Replace(s.body))
+				if r.status != 200 {
+					t.Fatalf("%s %s: got %d %s, want 200", s.name, prefix+fill.Replace(s.path), r.status, r.raw)
+				}
+				for k, v := range s.want {
+					if r.body[k] != v {
+						t.Errorf("%s: %s got %v, want %v", s.name, k, r.body[k], v)
+					}
+				}
+				if s.method == "POST" && strings.HasPrefix(s.path, "sign_in_tokens") && !strings.Contains(s.path, "revoke") {
+					id, _ = r.body["id"].(string)
+					ticket, _ = r.body["token"].(string)
+				}
+				wantRoute := s.route
+				if strings.HasPrefix(strings.TrimLeft(prefix, "/"), "v1") {
+					wantRoute = "/v1" + s.route
+				}
+				if got := lastRoute(); got != wantRoute {
+					t.Errorf("%s: logged route %v, want %s", s.name, got, wantRoute)
+				}
+			}
+		})
+	}
+	t.Run("unknown paths", func(t *testing.T) {
+		for _, tc := range []struct{ method, path, clean string }{
+			{"GET", "//nothing_here", "/nothing_here"},
+			{"GET", "/v1//sign_in_tokens/sit_x/y", "/v1/sign_in_tokens/sit_x/y"},
+			{"DELETE", "/v1//sign_in_tokens", "/v1/sign_in_tokens"},
+			{"GET", "//tickets//redeem", "/tickets/redeem"},
+		} {
+			want := b.do(tc.method, tc.clean, "")
+			wantRoute := lastRoute()
+			got := b.do(tc.method, tc.path, "")
+			got.wantError(t, want.status, want.code())
+			if want.status != 404 && want.status != 405 {
+				t.Errorf("%s %s: got %d, want 404 or 405", tc.method, tc.clean, want.status)
+			}
+			if g, w := got.header.Get("Allow"), want.header.Get("Allow"); g != w {
+				t.Errorf("%s %s: Allow %q, want %q as for %s", tc.method, tc.path, g, w, tc.clean)
+			}
+			if g := lastRoute(); g != wantRoute {
+				t.Errorf("%s %s: logged route %v, want %v as for %s", tc.method, tc.path, g, wantRoute, tc.clean)
+			}
+		}
+	})
+}
+
+// TestPHPSDKRequests sends what Clerk's PHP SDK (clerkinc/backend-php) sends:
+// expires_in_seconds 2592000 on every create unless the caller passes null,
+// and a revoke with no body and no Content-Type.
+func TestPHPSDKRequests(t *testing.T) {
+	t.Parallel()
+	php := []string{"Accept", "application/json", "User-Agent", "speakeasy-sdk/php 1.0.1 2.918.3 2026-05-12 clerkinc/backend-php"}
+	b := setup(t)
+	for _, path := range []string{"/v1/sign_in_tokens", "/v1//sign_in_tokens", "//sign_in_tokens"} {
+		r := b.do("POST", path, `{"user_id":"user_php","expires_in_seconds":2592000}`, php...)
+		if r.status != 200 || r.body["status"] != "pending" {
+			t.Fatalf("create on %s: got %d %s, want 200 pending", path, r.status, r.raw)
+		}
+		if want := float64(b.clock.Now().Add(30 * 24 * time.Hour).UnixMilli()); r.body["expires_at"] != want {
+			t.Errorf("expires_at: got %v, want %v (30 days)", r.body["expires_at"], want)
+		}
+		revoke := strings.Replace(path, "sign_in_tokens", "sign_in_tokens/"+r.body["id"].(string)+"/revoke", 1)
+		r = b.do("POST", revoke, "", append(php, "Content-Type", "")...)
+		if r.status != 200 || r.body["status"] != "revoked" {
+			t.Fatalf("revoke on %s without body or Content-Type: got %d %s, want 200 revoked", revoke, r.status, r.raw)
+		}
+	}
+
+	// A maximum below 30 days refuses the SDK's default create.
+	short := setup(t, func(o *options) { o.maxExpiry = 7 * 24 * time.Hour })
+	r := short.do("POST", "/v1/sign_in_tokens", `{"user_id":"user_php","expires_in_seconds":2592000}`, php...)
+	r.wantError(t, 422, "form_param_value_invalid")
+	if r.meta()["param_name"] != "expires_in_seconds" {
+		t.Errorf("param_name: got %v, want expires_in_seconds", r.meta()["param_name"])
 	}
 }

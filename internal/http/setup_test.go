@@ -4,15 +4,19 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
@@ -48,7 +52,7 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // bundle is what a test needs: a real HTTP server on the real router, backed
-// by a real database in a schema of its own.
+// by a real database of its own (see testDatabase).
 type bundle struct {
 	t        *testing.T
 	srv      *httptest.Server
@@ -58,15 +62,83 @@ type bundle struct {
 	clock    *clock
 }
 
+// The stores the HTTP tests can run on; HTTP_TEST_STORE picks one.
+const (
+	storePostgres = "postgres"
+	storeSQLite   = "sqlite"
+)
+
+// testStore is the store every HTTP test runs on: HTTP_TEST_STORE if set;
+// otherwise PostgreSQL at TEST_DATABASE_URL when it answers, or under CI
+// (where pgtest then fails the test rather than let it pass on another
+// store), and SQLite when it does not, so the suite runs on a laptop
+// without PostgreSQL. make test runs the package once more on SQLite.
+var testStore = sync.OnceValues(func() (string, error) {
+	switch v := os.Getenv("HTTP_TEST_STORE"); v {
+	case storePostgres, storeSQLite:
+		return v, nil
+	case "":
+	default:
+		return "", fmt.Errorf("HTTP_TEST_STORE: want postgres, sqlite or nothing, got %q", v)
+	}
+	if os.Getenv("CI") == "true" {
+		return storePostgres, nil
+	}
+	base := os.Getenv("TEST_DATABASE_URL")
+	if base == "" {
+		base = pgtest.DefaultURL
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "internal/http: PostgreSQL unreachable (%v); the tests run on SQLite\n", err)
+		return storeSQLite, nil
+	}
+	conn.Close(ctx)
+	return storePostgres, nil
+})
+
+// storeUnderTest is testStore, or the end of t.
+func storeUnderTest(t *testing.T) string {
+	t.Helper()
+	kind, err := testStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kind
+}
+
+// testDatabase returns a new, empty database for t on the store under test:
+// a PostgreSQL schema of its own, or a SQLite file in t's temporary directory.
+func testDatabase(t *testing.T) string {
+	t.Helper()
+	if storeUnderTest(t) == storeSQLite {
+		return "sqlite:" + filepath.Join(t.TempDir(), "tokens.db")
+	}
+	return pgtest.URL(t)
+}
+
+// postgresURL is testDatabase for the tests about PostgreSQL itself (its row
+// locks, say); they are skipped when the store under test is SQLite.
+func postgresURL(t *testing.T) string {
+	t.Helper()
+	if storeUnderTest(t) == storeSQLite {
+		t.Skip("a PostgreSQL test; the store under test is SQLite")
+	}
+	return pgtest.URL(t)
+}
+
 type options struct {
 	signInURL string
 	users     tokens.UserDirectory
 	limits    apihttp.RateLimits
 	keys      []ed25519.PrivateKey            // default: one new key
-	dbURL     string                          // default: a new schema
+	dbURL     string                          // default: testDatabase(t)
 	timeout   time.Duration                   // request timeout; default the server's
 	logs      io.Writer                       // default: discarded
 	wrap      func(tokens.Store) tokens.Store // stands between the service and the store
+	maxExpiry time.Duration                   // largest expires_in_seconds; default 365 days
 }
 
 func setup(t *testing.T, opts ...func(*options)) *bundle {
@@ -77,13 +149,16 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	}
 	ctx := context.Background()
 	if o.dbURL == "" {
-		o.dbURL = pgtest.URL(t)
+		o.dbURL = testDatabase(t)
 	}
 	if o.logs == nil {
 		o.logs = io.Discard
 	}
 	if o.keys == nil {
 		o.keys = []ed25519.PrivateKey{tokens.GenerateKey()}
+	}
+	if o.maxExpiry == 0 {
+		o.maxExpiry = 365 * 24 * time.Hour
 	}
 	st, _, err := store.Open(ctx, o.dbURL, store.Options{Writers: postgres.DefaultWriters})
 	if err != nil {
@@ -105,7 +180,7 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	}
 	svc := tokens.NewService(tokens.Config{
 		Store: serviceStore, Ticketer: ticketer, Users: o.users, Now: clk.Now,
-		DefaultExpiresIn: 30 * 24 * time.Hour, MaxExpiresIn: 365 * 24 * time.Hour,
+		DefaultExpiresIn: min(30*24*time.Hour, o.maxExpiry), MaxExpiresIn: o.maxExpiry,
 	})
 	var signIn *url.URL
 	if o.signInURL != "" {
@@ -214,4 +289,15 @@ func (r response) meta() map[string]any {
 	item, _ := errs[0].(map[string]any)
 	m, _ := item["meta"].(map[string]any)
 	return m
+}
+
+// code returns the first error's code, or "".
+func (r response) code() string {
+	errs, _ := r.body["errors"].([]any)
+	if len(errs) == 0 {
+		return ""
+	}
+	item, _ := errs[0].(map[string]any)
+	code, _ := item["code"].(string)
+	return code
 }

@@ -5,18 +5,14 @@ import (
 	"fmt"
 )
 
-// Error codes: the fixed vocabulary callers see in the "code" field of an
-// error body. The HTTP layer maps each one to a status in one table.
+// Error codes the domain's verbs return: with the codes the HTTP layer raises
+// itself (internal/http), the fixed vocabulary callers see in the "code"
+// field of an error body. The HTTP layer maps each one to a status in one
+// table.
 const (
-	CodeAuthKeyInvalid      = "clerk_key_invalid"
-	CodeAuthHeaderInvalid   = "authorization_header_format_invalid"
 	CodeParamMissing        = "form_param_missing"
 	CodeParamValueInvalid   = "form_param_value_invalid"
-	CodeParamTypeInvalid    = "form_param_type_invalid"
-	CodeBodyInvalid         = "request_body_invalid"
-	CodeBodyTooLarge        = "request_body_too_large"
 	CodeNotFound            = "resource_not_found"
-	CodeMethodNotAllowed    = "request_method_not_allowed"
 	CodeCannotRevoke        = "sign_in_token_cannot_be_revoked_code"
 	CodeTicketInvalid       = "ticket_invalid_code"
 	CodeTicketExpired       = "ticket_expired_code"
@@ -24,7 +20,6 @@ const (
 	CodeRevoked             = "sign_in_token_revoked_code"
 	CodeCannotBeUsed        = "sign_in_token_cannot_be_used_code"
 	CodeIdempotencyMismatch = "idempotency_key_reused"
-	CodeTooManyRequests     = "too_many_requests"
 	CodeUserLookupFailed    = "user_lookup_failed"
 	CodeUnavailable         = "service_unavailable"
 	CodeInternal            = "internal_clerk_error"
@@ -100,10 +95,4 @@ func ParamMissing(name string) *Error {
 func ParamValueInvalid(name, why string) *Error {
 	return &Error{Code: CodeParamValueInvalid, Param: name, Message: "is invalid",
 		LongMessage: name + " is invalid: " + why}
-}
-
-// ParamTypeInvalid is the error for a parameter of the wrong JSON type.
-func ParamTypeInvalid(name, want string) *Error {
-	return &Error{Code: CodeParamTypeInvalid, Param: name, Message: "is of the wrong type",
-		LongMessage: name + " must be " + want + "."}
 }
