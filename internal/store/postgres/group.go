@@ -71,10 +71,11 @@ const maxGroup = 64
 // Past it the group is refused and its writes run alone, each waiting only
 // under its own deadline; a spurious timeout costs a rerun, never a failure.
 //
-// Locking each group's rows with SKIP LOCKED instead would never wait at all,
-// but the row locks cost a WAL record per row: on the load tool's pairs it
-// took the service from 0.58 of the baseline to 0.39 and nearly doubled the
-// database's time per pair (docs/benchmarks.md).
+// Locking each group's rows first with SKIP LOCKED would never wait at all,
+// but each row lock is one more heap change and WAL record per row: on the
+// load tool's pairs that variant gave 0.39 of the baseline and 654 µs of
+// database time per pair, against 0.46-0.53 and 372-386 µs for this one
+// (docs/benchmarks.md).
 const writerLockTimeout = 100 * time.Millisecond
 
 type writeKind uint8
