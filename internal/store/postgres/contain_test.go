@@ -168,7 +168,6 @@ func TestSlowGroupKeepsEachDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(ctx)
 	// SHARE blocks writes to the table, not reads.
 	if _, err := tx.Exec(ctx, "LOCK TABLE sign_in_tokens IN SHARE MODE"); err != nil {
 		t.Fatal(err)
@@ -187,7 +186,12 @@ func TestSlowGroupKeepsEachDeadline(t *testing.T) {
 			took[i] = time.Since(start)
 		})
 	}
-	time.AfterFunc(unlockAfter, func() { tx.Rollback(ctx) })
+	unlocked := make(chan struct{})
+	time.AfterFunc(unlockAfter, func() {
+		defer close(unlocked)
+		tx.Rollback(ctx)
+	})
+	defer func() { <-unlocked }() // before the connection closes
 	queuedWithHold(t, s, fns...)
 	for i, d := range deadlines {
 		t.Logf("deadline %v: took %v, %v", d, took[i], errs[i])
