@@ -93,7 +93,7 @@ func TestLockedRowsHurtNobodyElse(t *testing.T) {
 			}
 			before := s.WriteStats()
 			if held {
-				queuedWithHold(t, s, fns...)
+				queued(t, s, holder(t, s), fns...)
 			} else {
 				var wg sync.WaitGroup
 				for _, fn := range fns {
@@ -123,31 +123,6 @@ func TestLockedRowsHurtNobodyElse(t *testing.T) {
 			}
 		})
 	}
-}
-
-// queuedWithHold holds the store's single writer, starts fns, releases the
-// writer once they are all queued, and waits for them.
-func queuedWithHold(t *testing.T, s *postgres.Store, fns ...func()) {
-	t.Helper()
-	waiting, resume := postgres.HoldWriterForTest(s)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := s.Create(context.Background(), pending(fmt.Sprintf("sit_blocker_%d", time.Now().UnixNano()))); err != nil {
-			t.Errorf("blocker Create: %v", err)
-		}
-	}()
-	<-waiting
-	var wg sync.WaitGroup
-	for _, fn := range fns {
-		wg.Add(1)
-		go func() { defer wg.Done(); fn() }()
-	}
-	// The queue holds 4 groups' worth; callers beyond it wait to enter.
-	waitFor(t, "the writes to queue", func() bool { return postgres.QueuedForTest(s) >= min(len(fns), 4*64) })
-	resume()
-	<-done
-	wg.Wait()
 }
 
 // TestSlowGroupKeepsEachDeadline: a group whose INSERT waits for a table
@@ -192,7 +167,7 @@ func TestSlowGroupKeepsEachDeadline(t *testing.T) {
 		tx.Rollback(ctx)
 	})
 	defer func() { <-unlocked }() // before the connection closes
-	queuedWithHold(t, s, fns...)
+	queued(t, s, holder(t, s), fns...)
 	for i, d := range deadlines {
 		t.Logf("deadline %v: took %v, %v", d, took[i], errs[i])
 		if d < unlockAfter {

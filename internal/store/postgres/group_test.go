@@ -27,15 +27,20 @@ func pending(id string) tokens.Token {
 func groupSetup(t *testing.T) (s *postgres.Store, hold func() (release func())) {
 	t.Helper()
 	s = openWith(t, pgtest.URL(t), postgres.Options{Writers: 1})
-	ctx := context.Background()
-	hold = func() func() {
+	return s, holder(t, s)
+}
+
+// holder returns a hold function for s, a store with a single writer: hold
+// keeps the writer busy with a create of its own until the returned release
+// is called.
+func holder(t *testing.T, s *postgres.Store) (hold func() (release func())) {
+	return func() func() {
 		t.Helper()
-		// The writer takes a create of its own and waits before sending it.
 		waiting, resume := postgres.HoldWriterForTest(s)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			if err := s.Create(ctx, pending(fmt.Sprintf("sit_blocker_%d", time.Now().UnixNano()))); err != nil {
+			if err := s.Create(context.Background(), pending(fmt.Sprintf("sit_blocker_%d", time.Now().UnixNano()))); err != nil {
 				t.Errorf("blocker Create: %v", err)
 			}
 		}()
@@ -50,7 +55,6 @@ func groupSetup(t *testing.T) (s *postgres.Store, hold func() (release func())) 
 		t.Cleanup(release) // before the store closes, should the test stop early
 		return release
 	}
-	return s, hold
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

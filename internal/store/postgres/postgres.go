@@ -367,16 +367,12 @@ func (s *Store) transition(ctx context.Context, op, id string, key *tokens.Idemp
 		// The key is recorded already: for this request (a retry that
 		// raced the first attempt), for another one, or long enough ago
 		// to be free again, and then it is taken over.
-		stored, err := s.lookupKey(ctx, op, key.Key)
-		if err != nil {
-			return tokens.Token{}, tokens.Unchanged, err
-		}
-		replay, err := key.Replays(stored)
+		t, replayed, err := s.replay(ctx, op, key)
 		switch {
 		case err != nil:
 			return tokens.Token{}, tokens.Unchanged, err
-		case replay:
-			return s.stored(ctx, stored.TokenID, tokens.Replayed)
+		case replayed:
+			return t, tokens.Replayed, nil
 		case attempt == attempts:
 			return tokens.Token{}, tokens.Unchanged, fmt.Errorf("%s: idempotency key still taken after %d attempts", op, attempts)
 		}
@@ -387,24 +383,36 @@ func (s *Store) transition(ctx context.Context, op, id string, key *tokens.Idemp
 	}
 }
 
-// unchanged answers a keyed change that changed nothing: a retry of the
-// request that made it gets the token as that request left it, a key used
-// for another request is a mismatch, and otherwise the token is as stored.
+// unchanged answers a change that changed nothing: a retry of the request
+// that made it, under its key, gets the token as that request left it; a
+// key used for another request is a mismatch; otherwise the token is as
+// stored.
 func (s *Store) unchanged(ctx context.Context, op, id string, key *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
 	if key != nil {
-		stored, err := s.lookupKey(ctx, op, key.Key)
-		if err != nil {
-			return tokens.Token{}, tokens.Unchanged, err
-		}
-		replay, err := key.Replays(stored)
+		t, replayed, err := s.replay(ctx, op, key)
 		switch {
 		case err != nil:
 			return tokens.Token{}, tokens.Unchanged, err
-		case replay:
-			return s.stored(ctx, stored.TokenID, tokens.Replayed)
+		case replayed:
+			return t, tokens.Replayed, nil
 		}
 	}
 	return s.stored(ctx, id, tokens.Unchanged)
+}
+
+// replay reads key's record: when the key was used for this same request,
+// it returns the token that request left and true; when for another one,
+// tokens.ErrIdempotencyMismatch; when the key is free, false.
+func (s *Store) replay(ctx context.Context, op string, key *tokens.Idempotency) (tokens.Token, bool, error) {
+	stored, err := s.lookupKey(ctx, op, key.Key)
+	if err != nil {
+		return tokens.Token{}, false, err
+	}
+	if replay, err := key.Replays(stored); err != nil || !replay {
+		return tokens.Token{}, false, err
+	}
+	t, err := s.Get(ctx, stored.TokenID)
+	return t, err == nil, err
 }
 
 // stored reads a token for an outcome that changed nothing now.
