@@ -122,7 +122,7 @@ func (b *bench) baselineDriver() driver {
 			now := time.Now().UTC().Truncate(time.Millisecond)
 			t := tokens.Token{ID: id, UserID: string(w.userID(w.n)), Status: tokens.StatusPending,
 				TicketHash: sum[:], CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)}
-			if err := st.Create(ctx, t); err != nil {
+			if _, err := st.Create(ctx, tokens.Creation{Token: t}); err != nil {
 				return issued{}, err
 			}
 			return issued{id: id, hash: sum[:]}, nil

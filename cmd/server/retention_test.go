@@ -33,7 +33,7 @@ func TestSweepDeletesOnlyWhatRetentionAllows(t *testing.T) {
 	put := func(created, expires time.Time, finish func(id string)) string {
 		tok := tokens.Token{ID: tokens.NewID(time.Now()), UserID: "u", Status: tokens.StatusPending, TicketHash: []byte{1},
 			CreatedAt: created, UpdatedAt: created, ExpiresAt: expires}
-		if err := st.Create(ctx, tok); err != nil {
+		if _, err := st.Create(ctx, tokens.Creation{Token: tok}); err != nil {
 			t.Fatal(err)
 		}
 		if finish != nil {

@@ -23,15 +23,19 @@ type stubStore struct {
 	byID map[string]tokens.Token
 }
 
-func (s *stubStore) Create(_ context.Context, t tokens.Token) error {
+func (s *stubStore) Create(_ context.Context, c tokens.Creation) (tokens.CreateResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.byID[t.ID] = t
-	return nil
+	s.byID[c.Token.ID] = c.Token
+	return tokens.CreateResult{Token: c.Token, Created: true}, nil
 }
 
-func (s *stubStore) CreateIdempotent(ctx context.Context, t tokens.Token, _ tokens.Idempotency) (tokens.Token, bool, error) {
-	return t, true, s.Create(ctx, t)
+func (s *stubStore) RevokeUser(context.Context, string, time.Time) ([]tokens.Token, error) {
+	return nil, nil
+}
+
+func (s *stubStore) RedeemCode(context.Context, tokens.CodeRedemption) (tokens.Token, tokens.CodeOutcome, error) {
+	return tokens.Token{}, tokens.CodeNoneLeft, nil
 }
 
 func (s *stubStore) Get(_ context.Context, id string) (tokens.Token, error) {

@@ -22,25 +22,29 @@ const namespace = "signin_tokens"
 
 // Outcomes of a refused redemption, the values of the outcome label.
 const (
-	OutcomeAlreadyUsed = "already_used" // the ticket was redeemed before
-	OutcomeRevoked     = "revoked"      // its token was revoked
-	OutcomeExpired     = "expired"      // past its expiry
-	OutcomeInvalid     = "invalid"      // not a ticket we signed, or not the one stored
-	OutcomeNotFound    = "not_found"    // signed by us, but no such token is stored
-	OutcomeMissing     = "missing"      // no ticket in the request
-	OutcomeUnavailable = "unavailable"  // the database could not be reached
-	OutcomeError       = "error"        // anything else
+	OutcomeAlreadyUsed = "already_used"        // the ticket was redeemed before
+	OutcomeRevoked     = "revoked"             // its token was revoked
+	OutcomeExpired     = "expired"             // past its expiry
+	OutcomeInvalid     = "invalid"             // not a ticket we signed, or not the one stored
+	OutcomeNotFound    = "not_found"           // signed by us, but no such token is stored
+	OutcomeMissing     = "missing"             // no ticket in the request
+	OutcomeUnavailable = "unavailable"         // the database could not be reached
+	OutcomeCodeWrong   = "code_incorrect"      // a one-time code that is not the user's
+	OutcomeCodesGone   = "verification_failed" // no code of the user may be tried any more
+	OutcomeError       = "error"               // anything else
 )
 
 // outcomeByCode names the outcome of each error code a redemption can fail with.
 var outcomeByCode = map[string]string{
-	tokens.CodeAlreadyUsed:   OutcomeAlreadyUsed,
-	tokens.CodeRevoked:       OutcomeRevoked,
-	tokens.CodeTicketExpired: OutcomeExpired,
-	tokens.CodeTicketInvalid: OutcomeInvalid,
-	tokens.CodeCannotBeUsed:  OutcomeNotFound,
-	tokens.CodeParamMissing:  OutcomeMissing,
-	tokens.CodeUnavailable:   OutcomeUnavailable,
+	tokens.CodeAlreadyUsed:        OutcomeAlreadyUsed,
+	tokens.CodeRevoked:            OutcomeRevoked,
+	tokens.CodeTicketExpired:      OutcomeExpired,
+	tokens.CodeTicketInvalid:      OutcomeInvalid,
+	tokens.CodeCannotBeUsed:       OutcomeNotFound,
+	tokens.CodeParamMissing:       OutcomeMissing,
+	tokens.CodeUnavailable:        OutcomeUnavailable,
+	tokens.CodeCodeIncorrect:      OutcomeCodeWrong,
+	tokens.CodeVerificationFailed: OutcomeCodesGone,
 }
 
 // RedeemOutcome returns the outcome label for a redemption refused with err.
@@ -61,6 +65,7 @@ type Metrics struct {
 	revoked        prometheus.Counter
 	redeemed       prometheus.Counter
 	redeemFailures *prometheus.CounterVec
+	codeFailures   prometheus.Counter
 }
 
 var _ tokens.Observer = (*Metrics)(nil)
@@ -93,8 +98,12 @@ func New() *Metrics {
 		}),
 		redeemFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "token_redemption_failures_total",
-			Help: "Redemptions refused, by outcome: already_used, revoked, expired, invalid, not_found, missing, unavailable, error.",
+			Help: "Redemptions refused, by outcome: already_used, revoked, expired, invalid, not_found, missing, code_incorrect, verification_failed, unavailable, error.",
 		}, []string{"outcome"}),
+		codeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "code_failures_total",
+			Help: "Wrong one-time codes counted against a user's coded tokens (code_failed).",
+		}),
 	}
 	// Every outcome is shown from the start, so rate() and alerts see a zero
 	// rather than a missing series. They are taken from outcomeByCode, so an
@@ -103,7 +112,7 @@ func New() *Metrics {
 		m.redeemFailures.WithLabelValues(o)
 	}
 	m.redeemFailures.WithLabelValues(OutcomeError)
-	m.registry.MustRegister(m.requests, m.latency, m.created, m.revoked, m.redeemed, m.redeemFailures,
+	m.registry.MustRegister(m.requests, m.latency, m.created, m.revoked, m.redeemed, m.redeemFailures, m.codeFailures,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -142,6 +151,10 @@ func (m *Metrics) Revoked(tokens.Token) { m.revoked.Inc() }
 
 // Redeemed counts an accepted ticket.
 func (m *Metrics) Redeemed(tokens.Token) { m.redeemed.Inc() }
+
+// CodeFailed counts a wrong one-time code that was counted against the
+// user's codes.
+func (m *Metrics) CodeFailed() { m.codeFailures.Inc() }
 
 // RedeemFailed counts a refused redemption under its outcome.
 func (m *Metrics) RedeemFailed(err error) { m.redeemFailures.WithLabelValues(RedeemOutcome(err)).Inc() }

@@ -69,21 +69,30 @@ func (g *Gate) store() (tokens.Store, error) {
 }
 
 // Create passes to the open store's Create.
-func (g *Gate) Create(ctx context.Context, t tokens.Token) error {
+func (g *Gate) Create(ctx context.Context, c tokens.Creation) (tokens.CreateResult, error) {
 	st, err := g.store()
 	if err != nil {
-		return err
+		return tokens.CreateResult{}, err
 	}
-	return st.Create(ctx, t)
+	return st.Create(ctx, c)
 }
 
-// CreateIdempotent passes to the open store's CreateIdempotent.
-func (g *Gate) CreateIdempotent(ctx context.Context, t tokens.Token, key tokens.Idempotency) (tokens.Token, bool, error) {
+// RevokeUser passes to the open store's RevokeUser.
+func (g *Gate) RevokeUser(ctx context.Context, userID string, now time.Time) ([]tokens.Token, error) {
 	st, err := g.store()
 	if err != nil {
-		return tokens.Token{}, false, err
+		return nil, err
 	}
-	return st.CreateIdempotent(ctx, t, key)
+	return st.RevokeUser(ctx, userID, now)
+}
+
+// RedeemCode passes to the open store's RedeemCode.
+func (g *Gate) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens.Token, tokens.CodeOutcome, error) {
+	st, err := g.store()
+	if err != nil {
+		return tokens.Token{}, 0, err
+	}
+	return st.RedeemCode(ctx, r)
 }
 
 // Get passes to the open store's Get.

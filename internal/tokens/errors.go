@@ -20,6 +20,8 @@ const (
 	CodeRevoked             = "sign_in_token_revoked_code"
 	CodeCannotBeUsed        = "sign_in_token_cannot_be_used_code"
 	CodeIdempotencyMismatch = "idempotency_key_reused"
+	CodeCodeIncorrect       = "form_code_incorrect"
+	CodeVerificationFailed  = "verification_failed"
 	CodeUserLookupFailed    = "user_lookup_failed"
 	CodeUnavailable         = "service_unavailable"
 	CodeInternal            = "internal_clerk_error"
@@ -80,6 +82,10 @@ var (
 		LongMessage: "No user was found with the given user_id."}
 	ErrUserLookupFailed = &Error{Code: CodeUserLookupFailed, Message: "user lookup failed",
 		LongMessage: "The user directory could not be asked whether the user exists. Try again later."}
+	ErrCodeIncorrect = &Error{Code: CodeCodeIncorrect, Param: "code", Message: "is incorrect",
+		LongMessage: "Incorrect code."}
+	ErrVerificationFailed = &Error{Code: CodeVerificationFailed, Message: "failed",
+		LongMessage: "Too many failed attempts, or no pending code for this user. Ask for a new sign-in code."}
 	ErrIdempotencyMismatch = &Error{Code: CodeIdempotencyMismatch, Message: "idempotency key reused",
 		LongMessage: "This Idempotency-Key was already used with a different request body."}
 )

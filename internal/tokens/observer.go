@@ -14,6 +14,9 @@ type Observer interface {
 	// RedeemFailed is called for each redemption refused, with the error
 	// returned to the caller (see ErrorCode for its code).
 	RedeemFailed(err error)
+	// CodeFailed is called for each wrong one-time code that was counted
+	// against the user's coded tokens.
+	CodeFailed()
 }
 
 // nopObserver is the Observer used when none is configured.
@@ -23,3 +26,4 @@ func (nopObserver) Created(Token)      {}
 func (nopObserver) Revoked(Token)      {}
 func (nopObserver) Redeemed(Token)     {}
 func (nopObserver) RedeemFailed(error) {}
+func (nopObserver) CodeFailed()        {}

@@ -31,33 +31,41 @@ type UserDirectory interface {
 type Config struct {
 	Store            Store
 	Ticketer         *Ticketer
+	Codes            *Codes        // makes and checks one-time codes; nil: codes are refused
 	Users            UserDirectory // optional
 	DefaultExpiresIn time.Duration
 	MaxExpiresIn     time.Duration
+	CodeMaxAttempts  int              // wrong codes a token takes; 0 means DefaultCodeMaxAttempts
 	Now              func() time.Time // defaults to time.Now
 	Observer         Observer         // optional, told of every change of state
 }
 
 // Service carries out the verbs on sign-in tokens.
 type Service struct {
-	store      Store
-	tickets    *Ticketer
-	users      UserDirectory
-	defaultTTL time.Duration
-	maxTTL     time.Duration
-	clock      func() time.Time
-	observer   Observer
+	store       Store
+	tickets     *Ticketer
+	codes       *Codes
+	users       UserDirectory
+	defaultTTL  time.Duration
+	maxTTL      time.Duration
+	maxAttempts int
+	clock       func() time.Time
+	observer    Observer
 }
 
 // NewService returns a Service for cfg.
 func NewService(cfg Config) *Service {
-	s := &Service{store: cfg.Store, tickets: cfg.Ticketer, users: cfg.Users,
-		defaultTTL: cfg.DefaultExpiresIn, maxTTL: cfg.MaxExpiresIn, clock: cfg.Now, observer: cfg.Observer}
+	s := &Service{store: cfg.Store, tickets: cfg.Ticketer, codes: cfg.Codes, users: cfg.Users,
+		defaultTTL: cfg.DefaultExpiresIn, maxTTL: cfg.MaxExpiresIn, maxAttempts: cfg.CodeMaxAttempts,
+		clock: cfg.Now, observer: cfg.Observer}
 	if s.clock == nil {
 		s.clock = time.Now
 	}
 	if s.observer == nil {
 		s.observer = nopObserver{}
+	}
+	if s.maxAttempts <= 0 {
+		s.maxAttempts = DefaultCodeMaxAttempts
 	}
 	return s
 }
@@ -70,13 +78,17 @@ type CreateParams struct {
 	UserID           string
 	OrgID            string
 	ExpiresInSeconds *int64 // nil means the configured default
+	CodeLength       *int64 // optional: the token also gets a one-time code of this many digits
+	RevokePrevious   bool   // revoke the user's other pending tokens in the same transaction
 	IdempotencyKey   string // optional; a retried create with the same key returns the same token
 }
 
-// Created is a new token with its ticket; the ticket is never shown again.
+// Created is a new token with its ticket, and its code when one was asked
+// for; neither is ever shown again.
 type Created struct {
 	Token  Token
 	Ticket string
+	Code   string
 }
 
 // Create issues a new pending token and its ticket.
@@ -105,25 +117,36 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (Created, error) {
 		return Created{}, fmt.Errorf("sign ticket: %w", err)
 	}
 	tok.TicketHash = HashTicket(ticket)
-	if p.IdempotencyKey == "" {
-		if err := s.store.Create(ctx, tok); err != nil {
-			return Created{}, err
-		}
-		s.observer.Created(tok)
-		return Created{Token: tok, Ticket: ticket}, nil
+	c := Creation{Token: tok, RevokePrevious: p.RevokePrevious}
+	var code string
+	if p.CodeLength != nil {
+		var stored StoredCode
+		code, stored = s.codes.New(tok.ID, int(*p.CodeLength))
+		c.Code = &stored
 	}
-	stored, created, err := s.store.CreateIdempotent(ctx, tok, Idempotency{Key: p.IdempotencyKey,
-		RequestHash: createRequestHash(p), NotBefore: now.Add(-IdempotencyWindow)})
+	if p.IdempotencyKey != "" {
+		c.Key = &Idempotency{Key: p.IdempotencyKey, RequestHash: createRequestHash(p), NotBefore: now.Add(-IdempotencyWindow)}
+	}
+	res, err := s.store.Create(ctx, c)
 	if err != nil {
 		return Created{}, err
 	}
-	if created {
+	if res.Created {
 		s.observer.Created(tok)
-		return Created{Token: tok, Ticket: ticket}, nil
+		for _, t := range res.Revoked {
+			s.observer.Revoked(t)
+		}
+		return Created{Token: tok, Ticket: ticket, Code: code}, nil
 	}
-	// A retry: the same claims signed again give the same ticket, so nothing
-	// but its hash ever needs to be kept.
-	ticket, err = s.tickets.Sign(stored)
+	return s.replayCreate(p, res)
+}
+
+// replayCreate answers a create retried under its key: the same claims
+// signed again give the same ticket, and the same token id gives the same
+// code, so nothing but their hashes ever needs to be kept.
+func (s *Service) replayCreate(p CreateParams, res CreateResult) (Created, error) {
+	stored := res.Token
+	ticket, err := s.tickets.Sign(stored)
 	if err != nil {
 		return Created{}, fmt.Errorf("sign ticket: %w", err)
 	}
@@ -132,7 +155,18 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (Created, error) {
 		// cannot be rebuilt, and issuing another would break the key's promise.
 		return Created{}, ErrIdempotencyMismatch
 	}
-	return Created{Token: stored, Ticket: ticket}, nil
+	out := Created{Token: stored, Ticket: ticket}
+	if p.CodeLength != nil {
+		code, ok := "", res.Code != nil
+		if ok {
+			code, ok = s.codes.Rebuild(stored.ID, int(*p.CodeLength), *res.Code)
+		}
+		if !ok { // the code's secret is gone: as for the signing key
+			return Created{}, ErrIdempotencyMismatch
+		}
+		out.Code = code
+	}
+	return out, nil
 }
 
 func (s *Service) validateCreate(p CreateParams) error {
@@ -146,6 +180,14 @@ func (s *Service) validateCreate(p CreateParams) error {
 	}
 	if err := validKey(p.IdempotencyKey); err != nil {
 		return err
+	}
+	if p.CodeLength != nil {
+		if v := *p.CodeLength; v < MinCodeLength || v > MaxCodeLength {
+			return ParamValueInvalid("code_length", fmt.Sprintf("must be between %d and %d.", MinCodeLength, MaxCodeLength))
+		}
+		if s.codes == nil {
+			return ParamValueInvalid("code_length", "one-time codes are not configured.")
+		}
 	}
 	if p.ExpiresInSeconds != nil {
 		max := int64(s.maxTTL / time.Second)
@@ -164,8 +206,15 @@ func createRequestHash(p CreateParams) []byte {
 	if p.ExpiresInSeconds != nil {
 		exp = fmt.Sprint(*p.ExpiresInSeconds)
 	}
-	// Length-prefixed so no two parameter sets share an encoding.
+	// Length-prefixed so no two parameter sets share an encoding; what came
+	// later is added only when set, so keys of older creates keep their hash.
 	fmt.Fprintf(h, "%d:%s|%d:%s|%s", len(p.UserID), p.UserID, len(p.OrgID), p.OrgID, exp)
+	if p.CodeLength != nil {
+		fmt.Fprintf(h, "|code:%d", *p.CodeLength)
+	}
+	if p.RevokePrevious {
+		fmt.Fprint(h, "|revoke_previous")
+	}
 	return h.Sum(nil)
 }
 
@@ -239,19 +288,30 @@ func (s *Service) Revoke(ctx context.Context, id, idempotencyKey string) (Token,
 	return tok, nil
 }
 
-// RedeemParams are the inputs of Redeem.
+// RedeemParams are the inputs of Redeem: a ticket, or a user's one-time
+// code.
 type RedeemParams struct {
 	Ticket string
-	// IdempotencyKey, optional: a retry with the same key and ticket after a
-	// lost answer gets the answer of the redemption that succeeded.
+	UserID string // with Code, instead of Ticket
+	Code   string
+	// IdempotencyKey, optional: a retry with the same key and request after
+	// a lost answer gets the answer of the redemption that succeeded.
 	IdempotencyKey string
 }
 
-// Redeem accepts a ticket once: the first call for a valid, pending,
-// unexpired ticket moves its token to accepted; every other call fails,
-// except a retry under the idempotency key of the call that succeeded.
+// Redeem accepts a ticket, or a user's code, once: the first call for a
+// valid, pending, unexpired token moves it to accepted; every other call
+// fails, except a retry under the idempotency key of the call that
+// succeeded.
 func (s *Service) Redeem(ctx context.Context, p RedeemParams) (Token, error) {
-	tok, change, err := s.redeem(ctx, p)
+	var tok Token
+	var change Change
+	var err error
+	if p.Ticket == "" && (p.Code != "" || p.UserID != "") {
+		tok, change, err = s.redeemCode(ctx, p)
+	} else {
+		tok, change, err = s.redeem(ctx, p)
+	}
 	switch {
 	case err != nil:
 		s.observer.RedeemFailed(err)
@@ -285,17 +345,82 @@ func (s *Service) redeem(ctx context.Context, p RedeemParams) (Token, Change, er
 		return tok, change, nil
 	}
 	// Nothing matched: the stored row tells why, in the contract's order.
-	switch {
-	case subtle.ConstantTimeCompare(tok.TicketHash, hash) != 1:
+	if subtle.ConstantTimeCompare(tok.TicketHash, hash) != 1 {
 		return Token{}, Unchanged, ErrTicketInvalid
-	case tok.Status == StatusPending && tok.Expired(now):
-		return Token{}, Unchanged, ErrTicketExpired
-	case tok.Status == StatusAccepted:
-		return Token{}, Unchanged, ErrAlreadyUsed
-	case tok.Status == StatusRevoked:
-		return Token{}, Unchanged, ErrRevoked
 	}
-	return Token{}, Unchanged, fmt.Errorf("redeem of %s matched nothing, yet its status is %q", tok.ID, tok.Status)
+	return Token{}, Unchanged, refusal(tok, now)
+}
+
+// refusal is the error for redeeming tok, which is not redeemable at now.
+func refusal(tok Token, now time.Time) error {
+	switch {
+	case tok.Status == StatusPending && tok.Expired(now):
+		return ErrTicketExpired
+	case tok.Status == StatusAccepted:
+		return ErrAlreadyUsed
+	case tok.Status == StatusRevoked:
+		return ErrRevoked
+	}
+	return fmt.Errorf("redemption of %s refused, yet its status is %q", tok.ID, tok.Status)
+}
+
+// redeemCode redeems the pending coded token of p.UserID whose code is
+// p.Code. Each wrong code counts against every pending coded token of the
+// user; a token with s.maxAttempts wrong codes is no longer redeemable by
+// code.
+func (s *Service) redeemCode(ctx context.Context, p RedeemParams) (Token, Change, error) {
+	switch {
+	case p.UserID == "":
+		return Token{}, Unchanged, ParamMissing("user_id")
+	case len(p.UserID) > MaxIDParamBytes:
+		return Token{}, Unchanged, ParamValueInvalid("user_id", fmt.Sprintf("must be at most %d bytes.", MaxIDParamBytes))
+	case p.Code == "":
+		return Token{}, Unchanged, ParamMissing("code")
+	}
+	if err := validKey(p.IdempotencyKey); err != nil {
+		return Token{}, Unchanged, err
+	}
+	if s.codes == nil || !validCode(p.Code) {
+		// Not counted: no code of ours has this shape.
+		return Token{}, Unchanged, ErrCodeIncorrect
+	}
+	now := s.now()
+	request := []byte(fmt.Sprintf("%d:%s|%s", len(p.UserID), p.UserID, p.Code))
+	tok, outcome, err := s.store.RedeemCode(ctx, CodeRedemption{
+		UserID: p.UserID, Now: now, MaxAttempts: s.maxAttempts,
+		Matches: func(tokenID string, stored StoredCode) bool { return s.codes.Matches(tokenID, p.Code, stored) },
+		Key:     idempotency(p.IdempotencyKey, "redeem code", request, now),
+	})
+	switch {
+	case err != nil:
+		return Token{}, Unchanged, err
+	case outcome == CodeAccepted:
+		return tok, Changed, nil
+	case outcome == CodeReplayed:
+		return tok, Replayed, nil
+	case outcome == CodeFinished:
+		return Token{}, Unchanged, refusal(tok, now)
+	case outcome == CodeWrong:
+		s.observer.CodeFailed()
+		return Token{}, Unchanged, ErrCodeIncorrect
+	}
+	return Token{}, Unchanged, ErrVerificationFailed
+}
+
+// RevokeUser revokes every pending token of a user, expired ones included,
+// and returns them.
+func (s *Service) RevokeUser(ctx context.Context, userID string) ([]Token, error) {
+	if len(userID) > MaxIDParamBytes || !utf8.ValidString(userID) {
+		return nil, ParamValueInvalid("user_id", fmt.Sprintf("must be valid UTF-8 of at most %d bytes.", MaxIDParamBytes))
+	}
+	revoked, err := s.store.RevokeUser(ctx, userID, s.now())
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range revoked {
+		s.observer.Revoked(t)
+	}
+	return revoked, nil
 }
 
 // Ready reports whether the store can be reached.

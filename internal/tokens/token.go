@@ -7,6 +7,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -47,6 +49,17 @@ type Token struct {
 
 // Expired reports whether t is past its expiry at now.
 func (t Token) Expired(now time.Time) bool { return !now.Before(t.ExpiresAt) }
+
+// SortNewestFirst sorts list as List orders it: newest first, the higher id
+// first among tokens created at the same moment.
+func SortNewestFirst(list []Token) {
+	slices.SortFunc(list, func(a, b Token) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+}
 
 // ListFilter selects and pages tokens for Store.List. Zero fields do not filter.
 type ListFilter struct {
@@ -102,14 +115,78 @@ func (k Idempotency) Replays(stored *StoredKey) (bool, error) {
 	return true, nil
 }
 
+// Creation is a new token as the store is asked to create it.
+type Creation struct {
+	Token Token
+	// Code, optional, is the stored form of the token's one-time code.
+	Code *StoredCode
+	// RevokePrevious revokes the user's other pending tokens in the same
+	// transaction as the insert.
+	RevokePrevious bool
+	// Key, optional: a create retried under the same key and request
+	// returns the token the first one created.
+	Key *Idempotency
+}
+
+// CreateResult is what a Create did.
+type CreateResult struct {
+	// Token is the token created, or for a retry under a key, the one the
+	// first request created.
+	Token Token
+	// Created is false for a retry under a key: nothing was written.
+	Created bool
+	// Revoked are the tokens RevokePrevious revoked.
+	Revoked []Token
+	// Code is, for a retry, what is stored of the token's code, if it has one.
+	Code *StoredCode
+}
+
+// CodeRedemption is a redemption by one-time code: the user's pending,
+// unexpired coded token whose code matches is accepted, once.
+type CodeRedemption struct {
+	UserID string
+	Now    time.Time
+	// MaxAttempts is how many wrong codes a token takes; past them it can no
+	// longer be redeemed by code.
+	MaxAttempts int
+	// Matches tells, in constant time, whether the code sent is the code of
+	// the token tokenID that stored records.
+	Matches func(tokenID string, stored StoredCode) bool
+	Key     *Idempotency // optional, as for Redeem
+}
+
+// CodeOutcome says what a redemption by code did.
+type CodeOutcome uint8
+
+// The outcomes of RedeemCode.
+const (
+	// CodeAccepted: the matching token was accepted by this call.
+	CodeAccepted CodeOutcome = iota + 1
+	// CodeReplayed: a retry under the key of the call that accepted it.
+	CodeReplayed
+	// CodeFinished: the code is that of a token that is no longer pending,
+	// or has expired; the token is returned as stored.
+	CodeFinished
+	// CodeWrong: no code matched; the attempt was counted against every
+	// pending, unexpired coded token of the user with attempts left.
+	CodeWrong
+	// CodeNoneLeft: the user has no pending, unexpired coded token with
+	// attempts left.
+	CodeNoneLeft
+)
+
 // Store keeps tokens. Every method that changes a token takes the one "now"
 // used for all of its timestamps. Methods return ErrNotFound (or an *Error
 // wrapping it) for an unknown id; ErrUnavailable when the database cannot be
 // reached or did not answer in time; an error wrapping context.Canceled when
 // the caller left; any other error is an internal failure.
 type Store interface {
-	// Create inserts a new token.
-	Create(ctx context.Context, t Token) error
+	// Create inserts a new token, with its code, revoking the user's other
+	// pending tokens if asked, all in one transaction. With a key already
+	// used since its NotBefore, it writes nothing and returns the token
+	// created under that key, or ErrIdempotencyMismatch when the request
+	// hashes differ.
+	Create(ctx context.Context, c Creation) (CreateResult, error)
 	// Get returns the token with the given id.
 	Get(ctx context.Context, id string) (Token, error)
 	// List returns the tokens matching f, newest first, and how many match in all.
@@ -121,16 +198,19 @@ type Store interface {
 	// recorded for the same request answers Replayed with the token as
 	// stored, one recorded for another request ErrIdempotencyMismatch.
 	Revoke(ctx context.Context, id string, now time.Time, key *Idempotency) (Token, Change, error)
+	// RevokeUser revokes every pending token of a user, expired ones
+	// included, in one statement, and returns them.
+	RevokeUser(ctx context.Context, userID string, now time.Time) ([]Token, error)
 	// Redeem moves a pending, unexpired token whose ticket hash matches to
 	// accepted in one conditional statement. It returns the accepted token
 	// and Changed, or the token as stored and Unchanged when any condition
 	// failed. A key is treated as Revoke treats it.
 	Redeem(ctx context.Context, id string, ticketHash []byte, now time.Time, key *Idempotency) (Token, Change, error)
-	// CreateIdempotent inserts t unless key.Key was used since
-	// key.NotBefore: then it returns the token created under that key and
-	// false, or ErrIdempotencyMismatch when the request hashes differ. Key
-	// and token are written in one transaction.
-	CreateIdempotent(ctx context.Context, t Token, key Idempotency) (Token, bool, error)
+	// RedeemCode redeems by one-time code. Concurrent calls for one user
+	// are serialized, so that no token's codes are compared more than
+	// MaxAttempts times in all, and a wrong code's count is kept although
+	// the call fails. A key is checked before any code is compared.
+	RedeemCode(ctx context.Context, r CodeRedemption) (Token, CodeOutcome, error)
 	// DeleteFinished deletes up to limit tokens that expired before cutoff or
 	// were accepted or revoked before cutoff, and returns how many it
 	// deleted; safe to run from several processes at once.

@@ -40,7 +40,7 @@ func TestLockedRowsHurtNobodyElse(t *testing.T) {
 			var others []tokens.Token
 			for i := range 58 {
 				tok := pending(fmt.Sprintf("sit_other_%02d", i))
-				if err := s.Create(ctx, tok); err != nil {
+				if err := createPlain(ctx, s, tok); err != nil {
 					t.Fatal(err)
 				}
 				others = append(others, tok)
@@ -89,7 +89,7 @@ func TestLockedRowsHurtNobodyElse(t *testing.T) {
 			}
 			for i := range 40 {
 				tok := pending(fmt.Sprintf("sit_created_%02d", i))
-				fns = append(fns, timed(func(ctx context.Context) error { return s.Create(ctx, tok) }, recordOther(start)))
+				fns = append(fns, timed(func(ctx context.Context) error { return createPlain(ctx, s, tok) }, recordOther(start)))
 			}
 			before := s.WriteStats()
 			if held {
@@ -157,7 +157,7 @@ func TestSlowGroupKeepsEachDeadline(t *testing.T) {
 			ctx, cancel := context.WithTimeout(ctx, d)
 			defer cancel()
 			start := time.Now()
-			errs[i] = s.Create(ctx, pending(fmt.Sprintf("sit_slow_%d", i)))
+			errs[i] = createPlain(ctx, s, pending(fmt.Sprintf("sit_slow_%d", i)))
 			took[i] = time.Since(start)
 		})
 	}
@@ -237,7 +237,7 @@ func TestGroupedKeysShareTheGroup(t *testing.T) {
 	var toks []tokens.Token
 	for i := range 10 {
 		tok := pending(fmt.Sprintf("sit_keyed_%d", i))
-		if err := s.Create(ctx, tok); err != nil {
+		if err := createPlain(ctx, s, tok); err != nil {
 			t.Fatal(err)
 		}
 		toks = append(toks, tok)

@@ -40,7 +40,7 @@ func holder(t *testing.T, s *postgres.Store) (hold func() (release func())) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			if err := s.Create(context.Background(), pending(fmt.Sprintf("sit_blocker_%d", time.Now().UnixNano()))); err != nil {
+			if err := createPlain(context.Background(), s, pending(fmt.Sprintf("sit_blocker_%d", time.Now().UnixNano()))); err != nil {
 				t.Errorf("blocker Create: %v", err)
 			}
 		}()
@@ -90,7 +90,7 @@ func TestGroupedWrites(t *testing.T) {
 	var toRedeem []tokens.Token
 	for i := range 8 {
 		tok := pending(fmt.Sprintf("sit_redeem_%d", i))
-		if err := s.Create(ctx, tok); err != nil {
+		if err := createPlain(ctx, s, tok); err != nil {
 			t.Fatal(err)
 		}
 		toRedeem = append(toRedeem, tok)
@@ -98,7 +98,7 @@ func TestGroupedWrites(t *testing.T) {
 	twice, wrongHash := toRedeem[0], toRedeem[1]
 	expired := pending("sit_expired")
 	expired.ExpiresAt = groupNow.Add(-time.Second)
-	if err := s.Create(ctx, expired); err != nil {
+	if err := createPlain(ctx, s, expired); err != nil {
 		t.Fatal(err)
 	}
 
@@ -133,7 +133,7 @@ func TestGroupedWrites(t *testing.T) {
 	for i := range createErrs {
 		tok := pending(fmt.Sprintf("sit_new_%d", i))
 		created = append(created, tok)
-		fns = append(fns, func() { createErrs[i] = s.Create(ctx, tok) })
+		fns = append(fns, func() { createErrs[i] = createPlain(ctx, s, tok) })
 	}
 	before := s.WriteStats()
 	queued(t, s, hold, fns...)
@@ -195,11 +195,11 @@ func TestGroupRefused(t *testing.T) {
 	s, hold := groupSetup(t)
 	ctx := context.Background()
 	taken := pending("sit_taken")
-	if err := s.Create(ctx, taken); err != nil {
+	if err := createPlain(ctx, s, taken); err != nil {
 		t.Fatal(err)
 	}
 	redeemed := pending("sit_to_redeem")
-	if err := s.Create(ctx, redeemed); err != nil {
+	if err := createPlain(ctx, s, redeemed); err != nil {
 		t.Fatal(err)
 	}
 	errs := make([]error, 6)
@@ -209,12 +209,12 @@ func TestGroupRefused(t *testing.T) {
 		func() {
 			again := pending(taken.ID)
 			again.UserID = "someone_else"
-			errs[0] = s.Create(ctx, again)
+			errs[0] = createPlain(ctx, s, again)
 		},
 		func() { _, redeemOK, redeemErr = s.Redeem(ctx, redeemed.ID, redeemed.TicketHash, groupNow, nil) },
 	}
 	for i := 1; i < len(errs); i++ {
-		fns = append(fns, func() { errs[i] = s.Create(ctx, pending(fmt.Sprintf("sit_fresh_%d", i))) })
+		fns = append(fns, func() { errs[i] = createPlain(ctx, s, pending(fmt.Sprintf("sit_fresh_%d", i))) })
 	}
 	before := s.WriteStats()
 	queued(t, s, hold, fns...)
@@ -250,8 +250,8 @@ func TestGroupCallerGone(t *testing.T) {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); goneErr = s.Create(short, gone) }()
-	go func() { defer wg.Done(); keptErr = s.Create(ctx, kept) }()
+	go func() { defer wg.Done(); goneErr = createPlain(short, s, gone) }()
+	go func() { defer wg.Done(); keptErr = createPlain(ctx, s, kept) }()
 	waitFor(t, "the writes to queue", func() bool { return postgres.QueuedForTest(s) == 2 })
 	<-short.Done()
 	release()
@@ -278,7 +278,7 @@ func TestCloseFinishesQueuedWrites(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range errs {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = s.Create(ctx, pending(fmt.Sprintf("sit_late_%d", i))) }()
+		go func() { defer wg.Done(); errs[i] = createPlain(ctx, s, pending(fmt.Sprintf("sit_late_%d", i))) }()
 	}
 	waitFor(t, "the writes to queue", func() bool { return postgres.QueuedForTest(s) == len(errs) })
 	closed := make(chan struct{})
@@ -291,7 +291,7 @@ func TestCloseFinishesQueuedWrites(t *testing.T) {
 			t.Errorf("queued create %d: got %v, want nil", i, err)
 		}
 	}
-	if err := s.Create(ctx, pending("sit_after_close")); !errors.Is(err, tokens.ErrUnavailable) {
+	if err := createPlain(ctx, s, pending("sit_after_close")); !errors.Is(err, tokens.ErrUnavailable) {
 		t.Errorf("create after Close: got %v, want ErrUnavailable", err)
 	}
 }

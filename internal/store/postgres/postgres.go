@@ -156,6 +156,10 @@ func (s *Store) Close() error {
 const tokenColumns = `id, user_id, coalesce(org_id, ''), status, ticket_hash,
 	created_at, updated_at, expires_at, accepted_at, revoked_at`
 
+// prefixedTokenColumns are tokenColumns of the table named t in a join.
+const prefixedTokenColumns = `t.id, t.user_id, coalesce(t.org_id, ''), t.status, t.ticket_hash,
+	t.created_at, t.updated_at, t.expires_at, t.accepted_at, t.revoked_at`
+
 func scanToken(row pgx.Row) (tokens.Token, error) {
 	var t tokens.Token
 	var status string
@@ -189,25 +193,306 @@ func insertTokenArgs(t tokens.Token) []any {
 		t.CreatedAt, t.UpdatedAt, t.ExpiresAt, t.AcceptedAt, t.RevokedAt}
 }
 
-// Create inserts a new token. An id already stored is an error.
-func (s *Store) Create(ctx context.Context, t tokens.Token) error {
-	if s.group == nil {
-		return s.createOne(ctx, t)
+// Create inserts a new token. A plain one (no code, no key, nothing to
+// revoke) goes through the writers, grouped with others under load; the rest
+// is one transaction beside them (see createTx). An id already stored is an
+// error.
+func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateResult, error) {
+	if c.Code != nil || c.RevokePrevious || c.Key != nil {
+		return s.createTx(ctx, c)
 	}
-	w := &write{ctx: ctx, kind: writeCreate, create: t}
+	done := tokens.CreateResult{Token: c.Token, Created: true}
+	if s.group == nil {
+		return done, s.createOne(ctx, c.Token)
+	}
+	w := &write{ctx: ctx, kind: writeCreate, create: c.Token}
 	if err := s.group.do(w); err != nil {
-		return err
+		return tokens.CreateResult{}, err
 	}
 	if w.out.alone {
-		return s.createOne(ctx, t)
+		return done, s.createOne(ctx, c.Token)
 	}
-	return w.out.err
+	return done, w.out.err
 }
 
 func (s *Store) createOne(ctx context.Context, t tokens.Token) error {
 	_, err := s.pool.Exec(ctx, insertTokenSQL, insertTokenArgs(t)...)
 	return s.fail(ctx, "create token", err)
 }
+
+const insertCodeSQL = `
+INSERT INTO sign_in_token_codes (token_id, user_id, code_hash, key_id) VALUES ($1, $2, $3, $4)`
+
+// createTx creates a token with what a plain create lacks, in one
+// transaction: the user's pending tokens revoked first (RevokePrevious), the
+// token, its code, and its idempotency key, which when already in use rolls
+// everything back and answers with the token created under it. Creates with
+// a code, a key or RevokePrevious are rare next to plain ones, so they are
+// not grouped.
+func (s *Store) createTx(ctx context.Context, c tokens.Creation) (tokens.CreateResult, error) {
+	const op = "create token"
+	t := c.Token
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return tokens.CreateResult{}, s.fail(ctx, op, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) // no-op once committed
+
+	res := tokens.CreateResult{Token: t, Created: true}
+	if c.RevokePrevious {
+		rows, err := tx.Query(ctx, revokeUserSQL, t.UserID, t.CreatedAt)
+		if res.Revoked, err = collectTokens(rows, err); err != nil {
+			return tokens.CreateResult{}, s.fail(ctx, op, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, insertTokenSQL, insertTokenArgs(t)...); err != nil {
+		return tokens.CreateResult{}, s.fail(ctx, op, err)
+	}
+	if c.Code != nil {
+		if _, err := tx.Exec(ctx, insertCodeSQL, t.ID, t.UserID, c.Code.Hash, c.Code.KeyID); err != nil {
+			return tokens.CreateResult{}, s.fail(ctx, op, err)
+		}
+	}
+	if c.Key != nil {
+		key := c.Key
+		claimed, err := tx.Exec(ctx, claimKeySQL, key.Key, key.RequestHash, t.ID, t.CreatedAt, key.NotBefore)
+		if err != nil {
+			return tokens.CreateResult{}, s.fail(ctx, op, err)
+		}
+		if claimed.RowsAffected() == 0 {
+			// The key is in use: answer with its token; the rollback drops
+			// everything above.
+			return s.createdBefore(ctx, tx, op, key)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return tokens.CreateResult{}, s.fail(ctx, op, err)
+	}
+	return res, nil
+}
+
+// createdBefore answers a create whose key is in use: the token created
+// under it, with its code, or ErrIdempotencyMismatch.
+func (s *Store) createdBefore(ctx context.Context, tx pgx.Tx, op string, key *tokens.Idempotency) (tokens.CreateResult, error) {
+	var stored tokens.StoredKey
+	err := tx.QueryRow(ctx, `SELECT request_hash, token_id, created_at FROM idempotency_keys WHERE key = $1`, key.Key).
+		Scan(&stored.RequestHash, &stored.TokenID, &stored.CreatedAt)
+	if err != nil {
+		return tokens.CreateResult{}, s.fail(ctx, op, err)
+	}
+	replay, err := key.Replays(&stored)
+	switch {
+	case err != nil:
+		return tokens.CreateResult{}, err
+	case !replay: // the claim found the key in use, in this same transaction
+		return tokens.CreateResult{}, fmt.Errorf("%s: key in use, yet not recorded", op)
+	}
+	first, err := scanToken(tx.QueryRow(ctx, `SELECT `+tokenColumns+` FROM sign_in_tokens WHERE id = $1`, stored.TokenID))
+	if err != nil {
+		return tokens.CreateResult{}, s.fail(ctx, op, err)
+	}
+	res := tokens.CreateResult{Token: first}
+	var code tokens.StoredCode
+	err = tx.QueryRow(ctx, `SELECT code_hash, key_id FROM sign_in_token_codes WHERE token_id = $1`, first.ID).
+		Scan(&code.Hash, &code.KeyID)
+	switch {
+	case err == nil:
+		res.Code = &code
+	case !errors.Is(err, pgx.ErrNoRows):
+		return tokens.CreateResult{}, s.fail(ctx, op, err)
+	}
+	return res, nil
+}
+
+// collectTokens reads rows of tokenColumns, newest first.
+func collectTokens(rows pgx.Rows, err error) ([]tokens.Token, error) {
+	if err != nil {
+		return nil, err
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (tokens.Token, error) { return scanToken(row) })
+	tokens.SortNewestFirst(list)
+	return list, err
+}
+
+// revokeUserSQL revokes every pending token of user $1 at $2.
+const revokeUserSQL = `
+UPDATE sign_in_tokens
+SET status = 'revoked', revoked_at = $2, updated_at = $2
+WHERE user_id = $1 AND status = 'pending'
+RETURNING ` + tokenColumns
+
+// RevokeUser revokes every pending token of a user, expired ones included,
+// in one statement, and returns them newest first.
+func (s *Store) RevokeUser(ctx context.Context, userID string, now time.Time) ([]tokens.Token, error) {
+	rows, err := s.pool.Query(ctx, revokeUserSQL, userID, now)
+	list, err := collectTokens(rows, err)
+	if err != nil {
+		return nil, s.fail(ctx, "revoke a user's tokens", err)
+	}
+	return list, nil
+}
+
+// codeCandidatesSQL locks the codes of user $1 that may still be tried:
+// their token pending and unexpired at $2, fewer than $3 wrong attempts.
+// Concurrent attempts for one user queue on these row locks, and each sees
+// the counts the one before it left, so no code is compared more than $3
+// times in all, across any number of replicas.
+const codeCandidatesSQL = `
+SELECT c.token_id, c.code_hash, c.key_id
+FROM sign_in_token_codes AS c JOIN sign_in_tokens AS t ON t.id = c.token_id
+WHERE c.user_id = $1 AND t.status = 'pending' AND t.expires_at > $2 AND c.attempts < $3
+ORDER BY c.token_id
+FOR UPDATE OF c`
+
+// finishedCodesSQL reads the user's newest coded tokens that can no longer
+// be redeemed: finished, or pending past their expiry.
+const finishedCodesSQL = `
+SELECT ` + prefixedTokenColumns + `, c.code_hash, c.key_id
+FROM sign_in_token_codes AS c JOIN sign_in_tokens AS t ON t.id = c.token_id
+WHERE c.user_id = $1 AND (t.status <> 'pending' OR t.expires_at <= $2)
+ORDER BY t.created_at DESC, t.id DESC
+LIMIT $3`
+
+// RedeemCode redeems by one-time code, in one transaction; see
+// tokens.Store.
+func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens.Token, tokens.CodeOutcome, error) {
+	const op = "redeem code"
+	fail := func(err error) (tokens.Token, tokens.CodeOutcome, error) {
+		return tokens.Token{}, 0, s.fail(ctx, op, err)
+	}
+	if r.Key != nil {
+		// Before any code is compared: a key cannot buy uncounted guesses.
+		if t, outcome, err := s.codeReplay(ctx, op, r.Key); err != nil || outcome == tokens.CodeReplayed {
+			return t, outcome, err
+		}
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) // no-op once committed
+
+	rows, err := tx.Query(ctx, codeCandidatesSQL, r.UserID, r.Now, r.MaxAttempts)
+	candidates, err := collectCodes(rows, err)
+	if err != nil {
+		return fail(err)
+	}
+	var ids []string
+	for _, c := range candidates {
+		ids = append(ids, c.tokenID)
+		if !r.Matches(c.tokenID, c.code) {
+			continue
+		}
+		t, err := scanToken(tx.QueryRow(ctx, redeemCodeSQL, c.tokenID, r.Now))
+		switch {
+		case errors.Is(err, pgx.ErrNoRows): // a ticket redemption or a revoke got there first
+			t, err := s.Get(ctx, c.tokenID)
+			return t, tokens.CodeFinished, err
+		case err != nil:
+			return fail(err)
+		}
+		if r.Key != nil {
+			claimed, err := tx.Exec(ctx, claimKeySQL, r.Key.Key, r.Key.RequestHash, t.ID, r.Now, r.Key.NotBefore)
+			if err != nil {
+				return fail(err)
+			}
+			if claimed.RowsAffected() == 0 {
+				// The key was taken meanwhile: undo, and answer as its
+				// record says.
+				tx.Rollback(ctx)
+				return s.codeReplay(ctx, op, r.Key)
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return fail(err)
+		}
+		return t, tokens.CodeAccepted, nil
+	}
+
+	// No code that may be tried matched: maybe that of a finished token.
+	rows, err = tx.Query(ctx, finishedCodesSQL, r.UserID, r.Now, maxFinishedCodes)
+	if err != nil {
+		return fail(err)
+	}
+	finished, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (codedToken, error) {
+		var c codedToken
+		t, err := scanToken(scanPrefix{row, &c.code.Hash, &c.code.KeyID})
+		c.token = t
+		return c, err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	for _, c := range finished {
+		if r.Matches(c.token.ID, c.code) {
+			return c.token, tokens.CodeFinished, nil
+		}
+	}
+	if len(ids) == 0 {
+		return tokens.Token{}, tokens.CodeNoneLeft, nil
+	}
+	// A wrong code: counted against every candidate, and kept although the
+	// request fails.
+	if _, err := tx.Exec(ctx, `UPDATE sign_in_token_codes SET attempts = attempts + 1 WHERE token_id = ANY($1)`, ids); err != nil {
+		return fail(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fail(err)
+	}
+	return tokens.Token{}, tokens.CodeWrong, nil
+}
+
+// codeReplay answers a code redemption from its key's record: the token a
+// successful first attempt accepted, ErrIdempotencyMismatch for a key used
+// by another request, or no outcome when the key is free.
+func (s *Store) codeReplay(ctx context.Context, op string, key *tokens.Idempotency) (tokens.Token, tokens.CodeOutcome, error) {
+	t, replayed, err := s.replay(ctx, op, key)
+	if err != nil || !replayed {
+		return tokens.Token{}, 0, err
+	}
+	return t, tokens.CodeReplayed, nil
+}
+
+// maxFinishedCodes bounds how many finished coded tokens of a user a wrong
+// code is compared with, to tell "already used" from "incorrect".
+const maxFinishedCodes = 20
+
+const redeemCodeSQL = `
+UPDATE sign_in_tokens
+SET status = 'accepted', accepted_at = $2, updated_at = $2
+WHERE id = $1 AND status = 'pending' AND expires_at > $2
+RETURNING ` + tokenColumns
+
+// codeCandidate is a code that may be tried.
+type codeCandidate struct {
+	tokenID string
+	code    tokens.StoredCode
+}
+
+// codedToken is a token and its stored code.
+type codedToken struct {
+	token tokens.Token
+	code  tokens.StoredCode
+}
+
+func collectCodes(rows pgx.Rows, err error) ([]codeCandidate, error) {
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (codeCandidate, error) {
+		var c codeCandidate
+		return c, row.Scan(&c.tokenID, &c.code.Hash, &c.code.KeyID)
+	})
+}
+
+// scanPrefix is a row whose tokenColumns come first and more columns after.
+type scanPrefix struct {
+	row   pgx.Row
+	extra *[]byte
+	key   *string
+}
+
+func (p scanPrefix) Scan(dest ...any) error { return p.row.Scan(append(dest, p.extra, p.key)...) }
 
 // Get returns the token with the given id, or tokens.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (tokens.Token, error) {
@@ -485,54 +770,6 @@ VALUES ($1, $2, $3, $4)
 ON CONFLICT (key) DO UPDATE
 SET request_hash = excluded.request_hash, token_id = excluded.token_id, created_at = excluded.created_at
 WHERE k.created_at < $5`
-
-// CreateIdempotent inserts t under an idempotency key, in one transaction.
-// When the key was used since key.NotBefore, it returns the token created
-// under it and false, or tokens.ErrIdempotencyMismatch when the request
-// hashes differ.
-func (s *Store) CreateIdempotent(ctx context.Context, t tokens.Token, key tokens.Idempotency) (tokens.Token, bool, error) {
-	const op = "create token idempotently"
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return tokens.Token{}, false, s.fail(ctx, op, err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) // no-op once committed
-
-	if _, err := tx.Exec(ctx, insertTokenSQL, insertTokenArgs(t)...); err != nil {
-		return tokens.Token{}, false, s.fail(ctx, op, err)
-	}
-	claimed, err := tx.Exec(ctx, claimKeySQL, key.Key, key.RequestHash, t.ID, t.CreatedAt, key.NotBefore)
-	if err != nil {
-		return tokens.Token{}, false, s.fail(ctx, op, err)
-	}
-	if claimed.RowsAffected() == 1 {
-		if err := tx.Commit(ctx); err != nil {
-			return tokens.Token{}, false, s.fail(ctx, op, err)
-		}
-		return t, true, nil
-	}
-
-	// The key is in use: answer with its token; the rollback drops t.
-	var stored tokens.StoredKey
-	err = tx.QueryRow(ctx, `SELECT request_hash, token_id, created_at FROM idempotency_keys WHERE key = $1`, key.Key).
-		Scan(&stored.RequestHash, &stored.TokenID, &stored.CreatedAt)
-	if err != nil {
-		return tokens.Token{}, false, s.fail(ctx, op, err)
-	}
-	replay, err := key.Replays(&stored)
-	switch {
-	case err != nil:
-		return tokens.Token{}, false, err
-	case !replay: // the claim found the key in use, in this same transaction
-		return tokens.Token{}, false, fmt.Errorf("%s: key in use, yet not recorded", op)
-	}
-	created, err := scanToken(tx.QueryRow(ctx,
-		`SELECT `+tokenColumns+` FROM sign_in_tokens WHERE id = $1`, stored.TokenID))
-	if err != nil {
-		return tokens.Token{}, false, s.fail(ctx, op, err)
-	}
-	return created, false, nil
-}
 
 // deleteFinishedSQL deletes at most $2 tokens that expired before $1 or
 // finished (accepted or revoked) before $1. SKIP LOCKED lets replicas run it

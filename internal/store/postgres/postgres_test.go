@@ -87,7 +87,7 @@ func TestMigrateConcurrently(t *testing.T) {
 			t.Errorf("replica %d Migrate: got %v, want nil", i, err)
 		}
 	}
-	if err := stores[0].Create(ctx, tokens.Token{ID: "sit_after_migrate", UserID: "u",
+	if err := createPlain(ctx, stores[0], tokens.Token{ID: "sit_after_migrate", UserID: "u",
 		Status: tokens.StatusPending, TicketHash: []byte{1}}); err != nil {
 		t.Errorf("Create after migrations: %v", err)
 	}
@@ -129,7 +129,7 @@ func redeemOnce(t *testing.T, s *postgres.Store) {
 	t.Helper()
 	ctx := context.Background()
 	tok := pending("sit_one")
-	if err := s.Create(ctx, tok); err != nil {
+	if err := createPlain(ctx, s, tok); err != nil {
 		t.Fatal(err)
 	}
 	if _, change, err := s.Redeem(ctx, tok.ID, tok.TicketHash, groupNow, nil); err != nil || change != tokens.Changed {
@@ -168,7 +168,7 @@ func TestOpenBadURL(t *testing.T) {
 func lockRow(t *testing.T, dbURL string, s *postgres.Store, tok tokens.Token) pgx.Tx {
 	t.Helper()
 	ctx := context.Background()
-	if err := s.Create(ctx, tok); err != nil {
+	if err := createPlain(ctx, s, tok); err != nil {
 		t.Fatal(err)
 	}
 	conn, err := pgx.Connect(ctx, dbURL)
@@ -245,4 +245,10 @@ func TestCallerCancels(t *testing.T) {
 	if errors.Is(err, tokens.ErrUnavailable) {
 		t.Errorf("got %v, want an error that is not %v", err, tokens.ErrUnavailable)
 	}
+}
+
+// createPlain creates t with nothing else, as most creates are.
+func createPlain(ctx context.Context, s *postgres.Store, t tokens.Token) error {
+	_, err := s.Create(ctx, tokens.Creation{Token: t})
+	return err
 }

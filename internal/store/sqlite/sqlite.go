@@ -147,10 +147,272 @@ func insertTokenArgs(t tokens.Token) []any {
 		millis(t.AcceptedAt), millis(t.RevokedAt)}
 }
 
-// Create inserts a new token. An id already stored is an error.
-func (s *Store) Create(ctx context.Context, t tokens.Token) error {
-	_, err := s.db.ExecContext(ctx, insertTokenSQL, insertTokenArgs(t)...)
-	return storeErr(ctx, "create token", err)
+// Create inserts a new token; with a code, a key or RevokePrevious, in one
+// transaction with them (see tokens.Store). An id already stored is an
+// error.
+func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateResult, error) {
+	const op = "create token"
+	t := c.Token
+	res := tokens.CreateResult{Token: t, Created: true}
+	if c.Code == nil && !c.RevokePrevious && c.Key == nil {
+		_, err := s.db.ExecContext(ctx, insertTokenSQL, insertTokenArgs(t)...)
+		return res, storeErr(ctx, op, err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the one writer from here on
+	if err != nil {
+		return tokens.CreateResult{}, storeErr(ctx, op, err)
+	}
+	defer tx.Rollback() // no-op once committed
+
+	if c.RevokePrevious {
+		if res.Revoked, err = queryTokens(ctx, tx, revokeUserSQL, t.UserID, t.CreatedAt.UnixMilli()); err != nil {
+			return tokens.CreateResult{}, storeErr(ctx, op, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, insertTokenSQL, insertTokenArgs(t)...); err != nil {
+		return tokens.CreateResult{}, storeErr(ctx, op, err)
+	}
+	if c.Code != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sign_in_token_codes (token_id, user_id, code_hash, key_id) VALUES (?, ?, ?, ?)`,
+			t.ID, t.UserID, c.Code.Hash, c.Code.KeyID); err != nil {
+			return tokens.CreateResult{}, storeErr(ctx, op, err)
+		}
+	}
+	if c.Key != nil {
+		claimed, err := s.claimKey(ctx, tx, *c.Key, t.ID, t.CreatedAt)
+		if err != nil {
+			return tokens.CreateResult{}, storeErr(ctx, op, err)
+		}
+		if !claimed {
+			// The key is in use: answer with its token; the rollback drops
+			// everything above.
+			return s.createdBefore(ctx, tx, op, c.Key)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return tokens.CreateResult{}, storeErr(ctx, op, err)
+	}
+	return res, nil
+}
+
+// createdBefore answers a create whose key is in use: the token created
+// under it, with its code, or ErrIdempotencyMismatch.
+func (s *Store) createdBefore(ctx context.Context, tx *sql.Tx, op string, key *tokens.Idempotency) (tokens.CreateResult, error) {
+	stored, err := lookupKey(ctx, tx, key.Key)
+	if err != nil {
+		return tokens.CreateResult{}, storeErr(ctx, op, err)
+	}
+	replay, err := key.Replays(stored)
+	switch {
+	case err != nil:
+		return tokens.CreateResult{}, err
+	case !replay: // the claim found the key in use, in this same transaction
+		return tokens.CreateResult{}, fmt.Errorf("%s: key in use, yet not recorded", op)
+	}
+	first, _, err := s.stored(ctx, tx, stored.TokenID, tokens.Replayed)
+	if err != nil {
+		return tokens.CreateResult{}, err
+	}
+	res := tokens.CreateResult{Token: first}
+	var code tokens.StoredCode
+	err = tx.QueryRowContext(ctx, `SELECT code_hash, key_id FROM sign_in_token_codes WHERE token_id = ?`, first.ID).
+		Scan(&code.Hash, &code.KeyID)
+	switch {
+	case err == nil:
+		res.Code = &code
+	case !errors.Is(err, sql.ErrNoRows):
+		return tokens.CreateResult{}, storeErr(ctx, op, err)
+	}
+	return res, nil
+}
+
+// queryTokens runs a query answering rows of tokenColumns, and returns them
+// newest first.
+func queryTokens(ctx context.Context, q querier, query string, args ...any) ([]tokens.Token, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []tokens.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, t)
+	}
+	tokens.SortNewestFirst(list)
+	return list, rows.Err()
+}
+
+const revokeUserSQL = `
+UPDATE sign_in_tokens
+SET status = 'revoked', revoked_at = ?2, updated_at = ?2
+WHERE user_id = ?1 AND status = 'pending'
+RETURNING ` + tokenColumns
+
+// RevokeUser revokes every pending token of a user, expired ones included,
+// in one statement, and returns them newest first.
+func (s *Store) RevokeUser(ctx context.Context, userID string, now time.Time) ([]tokens.Token, error) {
+	list, err := queryTokens(ctx, s.db, revokeUserSQL, userID, now.UnixMilli())
+	if err != nil {
+		return nil, storeErr(ctx, "revoke a user's tokens", err)
+	}
+	return list, nil
+}
+
+// codeCandidatesSQL reads the codes of user ?1 that may still be tried:
+// their token pending and unexpired at ?2, fewer than ?3 wrong attempts.
+const codeCandidatesSQL = `
+SELECT c.token_id, c.code_hash, c.key_id
+FROM sign_in_token_codes AS c JOIN sign_in_tokens AS t ON t.id = c.token_id
+WHERE c.user_id = ?1 AND t.status = 'pending' AND t.expires_at > ?2 AND c.attempts < ?3
+ORDER BY c.token_id`
+
+// finishedCodesSQL reads the user's newest coded tokens that can no longer
+// be redeemed: finished, or pending past their expiry.
+const finishedCodesSQL = `
+SELECT t.id, t.user_id, coalesce(t.org_id, ''), t.status, t.ticket_hash,
+	t.created_at, t.updated_at, t.expires_at, t.accepted_at, t.revoked_at, c.code_hash, c.key_id
+FROM sign_in_token_codes AS c JOIN sign_in_tokens AS t ON t.id = c.token_id
+WHERE c.user_id = ?1 AND (t.status <> 'pending' OR t.expires_at <= ?2)
+ORDER BY t.created_at DESC, t.id DESC
+LIMIT ?3`
+
+const redeemCodeSQL = `
+UPDATE sign_in_tokens
+SET status = 'accepted', accepted_at = ?2, updated_at = ?2
+WHERE id = ?1 AND status = 'pending' AND expires_at > ?2
+RETURNING ` + tokenColumns
+
+// maxFinishedCodes bounds how many finished coded tokens of a user a wrong
+// code is compared with, to tell "already used" from "incorrect".
+const maxFinishedCodes = 20
+
+// RedeemCode redeems by one-time code, in one transaction. SQLite has one
+// writer at a time and the transaction takes the write lock at BEGIN, so
+// attempts for one user (for any user) run one after another, each seeing
+// the counts the one before it left.
+func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens.Token, tokens.CodeOutcome, error) {
+	const op = "redeem code"
+	fail := func(err error) (tokens.Token, tokens.CodeOutcome, error) {
+		return tokens.Token{}, 0, storeErr(ctx, op, err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE
+	if err != nil {
+		return fail(err)
+	}
+	defer tx.Rollback() // no-op once committed
+
+	if r.Key != nil {
+		// Before any code is compared: a key cannot buy uncounted guesses.
+		stored, err := lookupKey(ctx, tx, r.Key.Key)
+		if err != nil {
+			return fail(err)
+		}
+		replay, err := r.Key.Replays(stored)
+		switch {
+		case err != nil:
+			return tokens.Token{}, 0, err
+		case replay:
+			t, _, err := s.stored(ctx, tx, stored.TokenID, tokens.Replayed)
+			return t, tokens.CodeReplayed, err
+		}
+	}
+	candidates, err := s.codeCandidates(ctx, tx, r)
+	if err != nil {
+		return fail(err)
+	}
+	for _, c := range candidates {
+		if !r.Matches(c.tokenID, c.code) {
+			continue
+		}
+		t, err := scanToken(tx.QueryRowContext(ctx, redeemCodeSQL, c.tokenID, r.Now.UnixMilli()))
+		if err != nil {
+			return fail(err) // the transaction holds the write lock: the token is still pending
+		}
+		if r.Key != nil {
+			claimed, err := s.claimKey(ctx, tx, *r.Key, t.ID, r.Now)
+			if err != nil {
+				return fail(err)
+			}
+			if !claimed { // checked above, in this same transaction
+				return tokens.Token{}, 0, fmt.Errorf("%s: key in use, yet not recorded", op)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return fail(err)
+		}
+		return t, tokens.CodeAccepted, nil
+	}
+
+	// No code that may be tried matched: maybe that of a finished token.
+	rows, err := tx.QueryContext(ctx, finishedCodesSQL, r.UserID, r.Now.UnixMilli(), maxFinishedCodes)
+	if err != nil {
+		return fail(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var code tokens.StoredCode
+		t, err := scanToken(scanPrefix{rows, &code})
+		if err != nil {
+			return fail(err)
+		}
+		if r.Matches(t.ID, code) {
+			return t, tokens.CodeFinished, nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	if len(candidates) == 0 {
+		return tokens.Token{}, tokens.CodeNoneLeft, nil
+	}
+	// A wrong code: counted against every candidate, and kept although the
+	// request fails.
+	for _, c := range candidates {
+		if _, err := tx.ExecContext(ctx, `UPDATE sign_in_token_codes SET attempts = attempts + 1 WHERE token_id = ?`, c.tokenID); err != nil {
+			return fail(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fail(err)
+	}
+	return tokens.Token{}, tokens.CodeWrong, nil
+}
+
+// codeCandidate is a code that may be tried.
+type codeCandidate struct {
+	tokenID string
+	code    tokens.StoredCode
+}
+
+func (s *Store) codeCandidates(ctx context.Context, tx *sql.Tx, r tokens.CodeRedemption) ([]codeCandidate, error) {
+	rows, err := tx.QueryContext(ctx, codeCandidatesSQL, r.UserID, r.Now.UnixMilli(), r.MaxAttempts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []codeCandidate
+	for rows.Next() {
+		var c codeCandidate
+		if err := rows.Scan(&c.tokenID, &c.code.Hash, &c.code.KeyID); err != nil {
+			return nil, err
+		}
+		list = append(list, c)
+	}
+	return list, rows.Err()
+}
+
+// scanPrefix is a row whose tokenColumns come first, then a stored code.
+type scanPrefix struct {
+	rows *sql.Rows
+	code *tokens.StoredCode
+}
+
+func (p scanPrefix) Scan(dest ...any) error {
+	return p.rows.Scan(append(dest, &p.code.Hash, &p.code.KeyID)...)
 }
 
 // Get returns the token with the given id, or tokens.ErrNotFound.
@@ -295,6 +557,7 @@ func (s *Store) transition(ctx context.Context, op, id string, key *tokens.Idemp
 // querier is what reads need of a *sql.DB or *sql.Tx.
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
@@ -342,48 +605,6 @@ func lookupKey(ctx context.Context, q querier, key string) (*tokens.StoredKey, e
 	}
 	k.CreatedAt = fromMillis(created)
 	return &k, nil
-}
-
-// CreateIdempotent inserts t under an idempotency key, in one transaction.
-// When the key was used since key.NotBefore, it returns the token created
-// under it and false, or tokens.ErrIdempotencyMismatch when the request
-// hashes differ.
-func (s *Store) CreateIdempotent(ctx context.Context, t tokens.Token, key tokens.Idempotency) (tokens.Token, bool, error) {
-	const op = "create token idempotently"
-	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the one writer from here on
-	if err != nil {
-		return tokens.Token{}, false, storeErr(ctx, op, err)
-	}
-	defer tx.Rollback() // no-op once committed
-
-	if _, err := tx.ExecContext(ctx, insertTokenSQL, insertTokenArgs(t)...); err != nil {
-		return tokens.Token{}, false, storeErr(ctx, op, err)
-	}
-	claimed, err := s.claimKey(ctx, tx, key, t.ID, t.CreatedAt)
-	if err != nil {
-		return tokens.Token{}, false, storeErr(ctx, op, err)
-	}
-	if claimed {
-		if err := tx.Commit(); err != nil {
-			return tokens.Token{}, false, storeErr(ctx, op, err)
-		}
-		return t, true, nil
-	}
-
-	// The key is in use: answer with its token; the rollback drops t.
-	stored, err := lookupKey(ctx, tx, key.Key)
-	if err != nil {
-		return tokens.Token{}, false, storeErr(ctx, op, err)
-	}
-	replay, err := key.Replays(stored)
-	switch {
-	case err != nil:
-		return tokens.Token{}, false, err
-	case !replay: // the claim found the key in use, in this same transaction
-		return tokens.Token{}, false, fmt.Errorf("%s: key in use, yet not recorded", op)
-	}
-	created, _, err := s.stored(ctx, tx, stored.TokenID, tokens.Replayed)
-	return created, false, err
 }
 
 // deleteFinishedSQL deletes at most ?2 tokens that expired before ?1 or

@@ -76,7 +76,7 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := tokens.Token{ID: "sit_kept", UserID: "u", Status: tokens.StatusPending, TicketHash: []byte{1}}
-	if err := s.Create(ctx, tok); err != nil {
+	if _, err := s.Create(ctx, tokens.Creation{Token: tok}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

@@ -24,9 +24,20 @@ func testContextEnded(t *testing.T, s tokens.Store) {
 		name string
 		call func(ctx context.Context) error
 	}{
-		{"Create", func(ctx context.Context) error { return s.Create(ctx, token("sit_ctx_new", "user_1", now)) }},
-		{"CreateIdempotent", func(ctx context.Context) error {
-			_, _, err := s.CreateIdempotent(ctx, token("sit_ctx_new", "user_1", now), *key)
+		{"Create", func(ctx context.Context) error { return createPlain(ctx, s, token("sit_ctx_new", "user_1", now)) }},
+		{"Create with a key", func(ctx context.Context) error {
+			_, _, err := createKeyed(ctx, s, token("sit_ctx_new", "user_1", now), *key)
+			return err
+		}},
+		{"Create with a code, revoking the user's others", func(ctx context.Context) error {
+			_, err := s.Create(ctx, tokens.Creation{Token: token("sit_ctx_new", "user_1", now),
+				Code: &tokens.StoredCode{Hash: []byte("h"), KeyID: "k"}, RevokePrevious: true})
+			return err
+		}},
+		{"RevokeUser", func(ctx context.Context) error { _, err := s.RevokeUser(ctx, "user_1", now); return err }},
+		{"RedeemCode", func(ctx context.Context) error {
+			_, _, err := s.RedeemCode(ctx, tokens.CodeRedemption{UserID: "user_1", Now: now, MaxAttempts: 5,
+				Matches: func(string, tokens.StoredCode) bool { return false }})
 			return err
 		}},
 		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, tok.ID); return err }},

@@ -74,7 +74,7 @@ func revoked(tok tokens.Token, at time.Time) tokens.Token {
 func create(t *testing.T, s tokens.Store, toks ...tokens.Token) {
 	t.Helper()
 	for _, tok := range toks {
-		if err := s.Create(context.Background(), tok); err != nil {
+		if err := createPlain(context.Background(), s, tok); err != nil {
 			t.Fatalf("Create(%s): %v", tok.ID, err)
 		}
 	}
@@ -158,7 +158,7 @@ func testCreateDuplicateID(t *testing.T, s tokens.Store) {
 	first := token("sit_dup", "user_1", now)
 	create(t, s, first)
 	second := token("sit_dup", "user_2", now.Add(time.Second))
-	if err := s.Create(context.Background(), second); err == nil {
+	if err := createPlain(context.Background(), s, second); err == nil {
 		t.Fatalf("second Create with id %s: got nil error, want an error", second.ID)
 	}
 	assertToken(t, "first token after duplicate Create", get(t, s, first.ID), first)
@@ -321,7 +321,7 @@ func testCreateIdempotent(t *testing.T, s tokens.Store) {
 	hashA, hashB := []byte("request A"), []byte("request B")
 
 	first := token("sit_idem_1", "user_1", now)
-	got, created, err := s.CreateIdempotent(ctx, first, idem("key-1", hashA, notBefore))
+	got, created, err := createKeyed(ctx, s, first, idem("key-1", hashA, notBefore))
 	if err != nil || !created {
 		t.Fatalf("first use: got created=%v err=%v, want true, nil", created, err)
 	}
@@ -330,7 +330,7 @@ func testCreateIdempotent(t *testing.T, s tokens.Store) {
 
 	t.Run("retry with the same request", func(t *testing.T) {
 		retry := token("sit_idem_retry", "user_1", now.Add(time.Second))
-		got, created, err := s.CreateIdempotent(ctx, retry, idem("key-1", hashA, notBefore))
+		got, created, err := createKeyed(ctx, s, retry, idem("key-1", hashA, notBefore))
 		if err != nil || created {
 			t.Fatalf("got created=%v err=%v, want false, nil", created, err)
 		}
@@ -341,7 +341,7 @@ func testCreateIdempotent(t *testing.T, s tokens.Store) {
 	})
 	t.Run("retry with another request", func(t *testing.T) {
 		other := token("sit_idem_other", "user_2", now.Add(time.Second))
-		_, _, err := s.CreateIdempotent(ctx, other, idem("key-1", hashB, notBefore))
+		_, _, err := createKeyed(ctx, s, other, idem("key-1", hashB, notBefore))
 		if !errors.Is(err, tokens.ErrIdempotencyMismatch) {
 			t.Fatalf("got %v, want %v", err, tokens.ErrIdempotencyMismatch)
 		}
@@ -351,20 +351,20 @@ func testCreateIdempotent(t *testing.T, s tokens.Store) {
 	})
 	t.Run("another key", func(t *testing.T) {
 		tok := token("sit_idem_2", "user_1", now)
-		_, created, err := s.CreateIdempotent(ctx, tok, idem("key-2", hashA, notBefore))
+		_, created, err := createKeyed(ctx, s, tok, idem("key-2", hashA, notBefore))
 		if err != nil || !created {
 			t.Fatalf("got created=%v err=%v, want true, nil", created, err)
 		}
 	})
 	t.Run("retry returns the token as it is now", func(t *testing.T) {
 		tok := token("sit_idem_3", "user_1", now)
-		if _, _, err := s.CreateIdempotent(ctx, tok, idem("key-3", hashA, notBefore)); err != nil {
+		if _, _, err := createKeyed(ctx, s, tok, idem("key-3", hashA, notBefore)); err != nil {
 			t.Fatal(err)
 		}
 		if _, change, err := s.Redeem(ctx, tok.ID, tok.TicketHash, now, nil); err != nil || change != tokens.Changed {
 			t.Fatalf("Redeem: got %v, %v; want Changed, nil", change, err)
 		}
-		got, created, err := s.CreateIdempotent(ctx, token("sit_idem_3b", "user_1", now), idem("key-3", hashA, notBefore))
+		got, created, err := createKeyed(ctx, s, token("sit_idem_3b", "user_1", now), idem("key-3", hashA, notBefore))
 		if err != nil || created {
 			t.Fatalf("got created=%v err=%v, want false, nil", created, err)
 		}
@@ -372,18 +372,18 @@ func testCreateIdempotent(t *testing.T, s tokens.Store) {
 	})
 	t.Run("key older than notBefore is unused", func(t *testing.T) {
 		old := token("sit_idem_old", "user_1", now.Add(-25*time.Hour))
-		if _, created, err := s.CreateIdempotent(ctx, old, idem("key-old", hashA, now.Add(-72*time.Hour))); err != nil || !created {
+		if _, created, err := createKeyed(ctx, s, old, idem("key-old", hashA, now.Add(-72*time.Hour))); err != nil || !created {
 			t.Fatalf("first use: got created=%v err=%v, want true, nil", created, err)
 		}
 		fresh := token("sit_idem_fresh", "user_1", now)
-		got, created, err := s.CreateIdempotent(ctx, fresh, idem("key-old", hashB, notBefore))
+		got, created, err := createKeyed(ctx, s, fresh, idem("key-old", hashB, notBefore))
 		if err != nil || !created {
 			t.Fatalf("use after the window: got created=%v err=%v, want true, nil", created, err)
 		}
 		assertToken(t, "returns", got, fresh)
 		assertToken(t, "old token is kept", get(t, s, old.ID), old)
 		// The key now belongs to the fresh token and its request.
-		got, created, err = s.CreateIdempotent(ctx, token("sit_idem_fresh2", "user_1", now), idem("key-old", hashB, notBefore))
+		got, created, err = createKeyed(ctx, s, token("sit_idem_fresh2", "user_1", now), idem("key-old", hashB, notBefore))
 		if err != nil || created {
 			t.Fatalf("retry: got created=%v err=%v, want false, nil", created, err)
 		}
@@ -423,7 +423,7 @@ func testDeleteFinished(t *testing.T, s tokens.Store) {
 	oldKey.ExpiresAt = now.Add(time.Hour)
 	droppedKey := token("sit_key_dropped", "user_1", now.Add(-3*time.Hour)) // expires 2h ago
 	for key, tok := range map[string]tokens.Token{"recent": recentKey, "old": oldKey, "dropped": droppedKey} {
-		if _, created, err := s.CreateIdempotent(ctx, tok, idem(key, []byte("first"), now.Add(-100*time.Hour))); err != nil || !created {
+		if _, created, err := createKeyed(ctx, s, tok, idem(key, []byte("first"), now.Add(-100*time.Hour))); err != nil || !created {
 			t.Fatalf("CreateIdempotent(%s): got created=%v err=%v, want true, nil", key, created, err)
 		}
 	}
@@ -468,7 +468,7 @@ func testDeleteFinished(t *testing.T, s tokens.Store) {
 	for _, tt := range keyTests {
 		t.Run("key "+tt.key, func(t *testing.T) {
 			tok := token("sit_key_reuse_"+tt.key, "user_1", now)
-			_, created, err := s.CreateIdempotent(ctx, tok, idem(tt.key, []byte("second"), now.Add(-100*time.Hour)))
+			_, created, err := createKeyed(ctx, s, tok, idem(tt.key, []byte("second"), now.Add(-100*time.Hour)))
 			if !errors.Is(err, tt.wantErr) || created != tt.wantCreated {
 				t.Errorf("got created=%v err=%v, want %v, %v", created, err, tt.wantCreated, tt.wantErr)
 			}
@@ -579,7 +579,7 @@ func testConcurrentCreateIdempotent(t *testing.T, s tokens.Store) {
 	race(n, func(i int) {
 		tok := token(fmt.Sprintf("sit_first_use_%d", i), "user_1", now)
 		var got tokens.Token
-		got, created[i], errs[i] = s.CreateIdempotent(ctx, tok, idem("shared-key", []byte("same request"), now.Add(-time.Hour)))
+		got, created[i], errs[i] = createKeyed(ctx, s, tok, idem("shared-key", []byte("same request"), now.Add(-time.Hour)))
 		ids[i] = got.ID
 	})
 	wins := 0
@@ -655,4 +655,17 @@ func testPing(t *testing.T, s tokens.Store) {
 // idem is an idempotency key record.
 func idem(key string, requestHash []byte, notBefore time.Time) tokens.Idempotency {
 	return tokens.Idempotency{Key: key, RequestHash: requestHash, NotBefore: notBefore}
+}
+
+// createPlain creates t with nothing else, as most creates are.
+func createPlain(ctx context.Context, s tokens.Store, t tokens.Token) error {
+	_, err := s.Create(ctx, tokens.Creation{Token: t})
+	return err
+}
+
+// createKeyed creates t under key: the token created (or created first
+// under the key) and whether this call created it.
+func createKeyed(ctx context.Context, s tokens.Store, t tokens.Token, key tokens.Idempotency) (tokens.Token, bool, error) {
+	res, err := s.Create(ctx, tokens.Creation{Token: t, Key: &key})
+	return res.Token, res.Created, err
 }
