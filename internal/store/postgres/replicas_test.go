@@ -72,3 +72,65 @@ func TestReplicasRedeemOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasKeepTheCodeCap: 60 wrong codes for one user, sent at once
+// through three stores as three replicas, are counted at most
+// CodeMaxAttempts times per token in the database, and the right code is
+// refused afterwards.
+func TestReplicasKeepTheCodeCap(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.URL(t)
+	var stores []*postgres.Store
+	for range 3 {
+		stores = append(stores, openWith(t, dbURL, postgres.Options{Writers: 2}))
+	}
+	ctx := context.Background()
+	codes, err := tokens.NewCodes([]byte("a code secret of at least 32 bytes, for tests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := pending("sit_capped")
+	code, stored := codes.New(tok.ID, 6)
+	if _, err := stores[0].Create(ctx, tokens.Creation{Token: tok, Code: &stored}); err != nil {
+		t.Fatal(err)
+	}
+	const max = tokens.DefaultCodeMaxAttempts
+	var compared sync.Map // guess → compared
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wrong := fmt.Sprintf("%06d", (i*7919+1)%1000000)
+			if wrong == code {
+				return
+			}
+			<-start
+			_, _, err := stores[i%3].RedeemCode(ctx, tokens.CodeRedemption{UserID: tok.UserID, Now: groupNow, MaxAttempts: max,
+				Matches: func(id string, sc tokens.StoredCode) bool {
+					compared.Store(wrong, true)
+					return codes.Matches(id, wrong, sc)
+				}})
+			if err != nil {
+				t.Errorf("guess %d: %v", i, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	n := 0
+	compared.Range(func(any, any) bool { n++; return true })
+	var attempts int
+	if err := stores[1].QueryRowForTest(ctx, `SELECT attempts FROM sign_in_token_codes WHERE token_id = $1`, tok.ID).Scan(&attempts); err != nil {
+		t.Fatal(err)
+	}
+	if attempts != max || n != max {
+		t.Errorf("after 60 wrong codes through 3 replicas: %d attempts counted and %d codes compared, want %d and %d", attempts, n, max, max)
+	}
+	_, outcome, err := stores[2].RedeemCode(ctx, tokens.CodeRedemption{UserID: tok.UserID, Now: groupNow, MaxAttempts: max,
+		Matches: func(id string, sc tokens.StoredCode) bool { return codes.Matches(id, code, sc) }})
+	if err != nil || outcome != tokens.CodeNoneLeft {
+		t.Errorf("the right code after the cap: got %v, %v; want CodeNoneLeft", outcome, err)
+	}
+}

@@ -42,6 +42,12 @@ func Run(t *testing.T, open func(t *testing.T) tokens.Store) {
 		{"IdempotentChange", testIdempotentChange},
 		{"ConcurrentKeyedRedeem", testConcurrentKeyedRedeem},
 		{"ContextEnded", testContextEnded},
+		{"RedeemCode", testRedeemCode},
+		{"ConcurrentWrongCodes", testConcurrentWrongCodes},
+		{"KeyedCode", testKeyedCode},
+		{"RevokeUser", testRevokeUser},
+		{"RevokePrevious", testRevokePrevious},
+		{"RevokeUserRacesRedeem", testRevokeUserRacesRedeem},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
