@@ -13,6 +13,7 @@ import (
 
 	"github.com/signin-tokens/signin-tokens/internal/store"
 	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
 	"github.com/signin-tokens/signin-tokens/internal/userdir"
 )
 
@@ -30,6 +31,9 @@ type Config struct {
 	Users             *userdir.Directory // nil: no user lookup
 	DefaultExpiresIn  time.Duration
 	MaxExpiresIn      time.Duration
+	CodeSecrets       [][]byte // nil: a dev secret is generated under DATA_DIR
+	CodeMaxAttempts   int
+	CodeRateLimit     int
 	LogLevel          string
 	LogFormat         string // json, console, or auto until configure resolves it
 	RedeemRateLimit   int
@@ -62,6 +66,9 @@ var envVars = []envVar{
 	{"USER_LOOKUP_AUTHORIZATION", "", "Authorization header value sent to USER_LOOKUP_URL"},
 	{"DEFAULT_EXPIRES_IN_SECONDS", "2592000", "ticket lifetime when the request gives none (30 days)"},
 	{"MAX_EXPIRES_IN_SECONDS", "31536000", "largest expires_in_seconds accepted (365 days)"},
+	{"CODE_SECRETS", "", "comma-separated secrets of 32 characters or more that key the stored hashes of one-time codes; the first hashes new codes, all check; empty: a secret is generated under DATA_DIR"},
+	{"CODE_MAX_ATTEMPTS", strconv.Itoa(tokens.DefaultCodeMaxAttempts), "wrong one-time codes a token takes before it can no longer be redeemed by code (1 to 100)"},
+	{"RATE_LIMIT_CODE_PER_MINUTE", "10", "redemptions by one-time code per user_id per minute, in each replica; 0: off"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "auto", "json, console for human-readable lines, or auto: console when stdout is a terminal, else json"},
 	{"RATE_LIMIT_REDEEM_PER_MINUTE", "0", "redemptions per client address per minute; 0: off"},
@@ -162,6 +169,20 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	default:
 		fail("LOG_FORMAT", "must be json, console or auto, got %q", c.LogFormat)
 	}
+	for _, secret := range strings.Split(get("CODE_SECRETS"), ",") {
+		if secret = strings.TrimSpace(secret); secret == "" {
+			continue
+		}
+		if len(secret) < tokens.MinCodeSecretBytes {
+			fail("CODE_SECRETS", "each secret must be at least %d characters", tokens.MinCodeSecretBytes)
+			break
+		}
+		c.CodeSecrets = append(c.CodeSecrets, []byte(secret))
+	}
+	if c.CodeMaxAttempts = count("CODE_MAX_ATTEMPTS"); c.CodeMaxAttempts < 1 || c.CodeMaxAttempts > 100 {
+		fail("CODE_MAX_ATTEMPTS", "must be from 1 to 100, got %q", get("CODE_MAX_ATTEMPTS"))
+	}
+	c.CodeRateLimit = count("RATE_LIMIT_CODE_PER_MINUTE")
 	c.RedeemRateLimit = count("RATE_LIMIT_REDEEM_PER_MINUTE")
 	c.AdminRateLimit = count("RATE_LIMIT_ADMIN_PER_MINUTE")
 	for _, p := range strings.Split(get("TRUSTED_PROXIES"), ",") {

@@ -17,6 +17,7 @@ import (
 const (
 	devSigningKeyFile = "signing-key.pem"
 	devSecretKeyFile  = "secret-key"
+	devCodeSecretFile = "code-secret"
 )
 
 // loadKeySet reads SIGNING_KEY_FILE, or keeps a generated key under DATA_DIR.
@@ -62,6 +63,33 @@ func loadSecretKeys(cfg Config) (keys []string, dev bool, err error) {
 		return nil, false, fmt.Errorf("DATA_DIR: %s holds no usable key; delete it to generate a new one", path)
 	}
 	return []string{key}, true, nil
+}
+
+// loadCodes returns the one-time code secrets: CODE_SECRETS, or in
+// development (no SECRET_KEYS either) a secret kept under DATA_DIR. A
+// deployment with SECRET_KEYS but no CODE_SECRETS has no codes (nil): every
+// replica must hash with the same secret, so none is made up, and nothing is
+// written to disk.
+func loadCodes(cfg Config) (*tokens.Codes, error) {
+	switch {
+	case len(cfg.CodeSecrets) > 0:
+		return tokens.NewCodes(cfg.CodeSecrets...)
+	case len(cfg.SecretKeys) > 0:
+		return nil, nil
+	}
+	path := filepath.Join(cfg.DataDir, devCodeSecretFile)
+	if _, err := keepOnce(path, func() ([]byte, error) { return []byte(tokens.RandomBase62(48) + "\n"), nil }); err != nil {
+		return nil, fmt.Errorf("DATA_DIR: cannot keep a generated code secret: %w", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("DATA_DIR: %w", err)
+	}
+	codes, err := tokens.NewCodes([]byte(strings.TrimSpace(string(data))))
+	if err != nil {
+		return nil, fmt.Errorf("DATA_DIR: %s: %w; delete it to generate a new one", path, err)
+	}
+	return codes, nil
 }
 
 // newSecretKey returns a random dev secret key: sk_dev_ and 40 base62 characters.

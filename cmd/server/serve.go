@@ -79,6 +79,10 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 	if err != nil {
 		return err
 	}
+	codes, err := loadCodes(cfg)
+	if err != nil {
+		return err
+	}
 	// Only a set directory goes in: a nil *userdir.Directory inside the
 	// interface would not compare equal to nil, and the service would call it.
 	var users tokens.UserDirectory
@@ -118,6 +122,8 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		Observer:         stats,
 		Store:            gate,
 		Ticketer:         tokens.NewTicketer(keys, cfg.Issuer, time.Now),
+		Codes:            codes,
+		CodeMaxAttempts:  cfg.CodeMaxAttempts,
 		Users:            users,
 		DefaultExpiresIn: cfg.DefaultExpiresIn,
 		MaxExpiresIn:     cfg.MaxExpiresIn,
@@ -132,7 +138,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		Observer:       stats.ObserveRequest,
 		Extra:          map[string]http.Handler{"/metrics": stats.Handler()},
 		RateLimits: apihttp.RateLimits{RedeemPerAddress: cfg.RedeemRateLimit,
-			AdminPerKey: cfg.AdminRateLimit, TrustedProxies: cfg.TrustedProxies},
+			AdminPerKey: cfg.AdminRateLimit, CodePerUser: cfg.CodeRateLimit, TrustedProxies: cfg.TrustedProxies},
 	})
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)

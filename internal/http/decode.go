@@ -90,6 +90,27 @@ func (p params) string(name string) (string, error) {
 	return s, nil
 }
 
+// bool returns a boolean field, false when absent. A form gives "true" or
+// "false" (what PHP's and curl's form encoders send), JSON a boolean.
+func (p params) bool(name string) (bool, error) {
+	var text string
+	if p.form != nil {
+		text = p.form.Get(name)
+	} else if v, ok := p.raw(name); ok {
+		text = string(v)
+		if text != "true" && text != "false" {
+			return false, paramTypeInvalid(name, "a boolean")
+		}
+	}
+	switch text {
+	case "", "false", "0":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	}
+	return false, paramTypeInvalid(name, "a boolean")
+}
+
 // int64 returns an integer field, nil when absent. An integer out of the
 // int64 range is a value error, a non-integer a type error.
 func (p params) int64(name string) (*int64, error) {

@@ -35,6 +35,10 @@ func (o tokenObject) appendJSON(b []byte) []byte {
 		b = append(b, `,"url":`...)
 		b = appendJSONString(b, o.URL)
 	}
+	if o.Code != "" {
+		b = append(b, `,"code":`...)
+		b = appendJSONString(b, o.Code)
+	}
 	if o.OrgID != "" {
 		b = append(b, `,"org_id":`...)
 		b = appendJSONString(b, o.OrgID)

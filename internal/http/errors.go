@@ -41,6 +41,8 @@ var statusByCode = map[string]int{
 	tokens.CodeRevoked:             http.StatusBadRequest,
 	tokens.CodeCannotBeUsed:        http.StatusBadRequest,
 	tokens.CodeIdempotencyMismatch: http.StatusUnprocessableEntity,
+	tokens.CodeCodeIncorrect:       http.StatusUnprocessableEntity,
+	tokens.CodeVerificationFailed:  http.StatusBadRequest,
 	CodeTooManyRequests:            http.StatusTooManyRequests,
 	tokens.CodeUserLookupFailed:    http.StatusBadGateway,
 	tokens.CodeUnavailable:         http.StatusServiceUnavailable,

@@ -28,6 +28,12 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
 	if in.ExpiresInSeconds, err = p.int64("expires_in_seconds"); err != nil {
 		return err
 	}
+	if in.CodeLength, err = p.int64("code_length"); err != nil {
+		return err
+	}
+	if in.RevokePrevious, err = p.bool("revoke_previous"); err != nil {
+		return err
+	}
 	in.IdempotencyKey = r.Header.Get("Idempotency-Key")
 	created, err := s.service.Create(r.Context(), in)
 	if err != nil {
@@ -35,6 +41,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
 	}
 	obj := newTokenObject(created.Token)
 	obj.Token = created.Ticket
+	obj.Code = created.Code
 	obj.URL = signInURL(s.signInURL, created.Ticket)
 	writeJSON(w, http.StatusOK, obj)
 	return nil
@@ -98,16 +105,34 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ticket, err := p.string("ticket")
-	if err != nil {
-		return err
+	in := tokens.RedeemParams{IdempotencyKey: r.Header.Get("Idempotency-Key")}
+	for name, v := range map[string]*string{"ticket": &in.Ticket, "user_id": &in.UserID, "code": &in.Code} {
+		if *v, err = p.string(name); err != nil {
+			return err
+		}
 	}
-	tok, err := s.service.Redeem(r.Context(), tokens.RedeemParams{Ticket: ticket,
-		IdempotencyKey: r.Header.Get("Idempotency-Key")})
+	if in.Ticket == "" && in.Code != "" && s.codeLimit != nil && s.codeLimit.OnLimit(w, r, "user:"+in.UserID) {
+		return errTooManyRequests
+	}
+	tok, err := s.service.Redeem(r.Context(), in)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, newTokenObject(tok))
+	return nil
+}
+
+// revokeUser revokes every pending token of the user the path names.
+func (s *Server) revokeUser(w http.ResponseWriter, r *http.Request) error {
+	revoked, err := s.service.RevokeUser(r.Context(), chi.URLParam(r, "user_id"))
+	if err != nil {
+		return err
+	}
+	out := listObject{Data: make([]tokenObject, 0, len(revoked)), TotalCount: len(revoked)}
+	for _, t := range revoked {
+		out.Data = append(out.Data, newTokenObject(t))
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -15,6 +15,7 @@ type tokenObject struct {
 	Status     string `json:"status"`
 	Token      string `json:"token,omitempty"`
 	URL        string `json:"url,omitempty"`
+	Code       string `json:"code,omitempty"`
 	OrgID      string `json:"org_id,omitempty"`
 	CreatedAt  int64  `json:"created_at"`
 	UpdatedAt  int64  `json:"updated_at"`

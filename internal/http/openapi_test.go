@@ -315,7 +315,7 @@ func TestOpenAPIUnprefixedTwins(t *testing.T) {
 			t.Errorf("%s has %d operations, %s %d", bare, len(twin.Operations()), path, len(item.Operations()))
 		}
 	}
-	if n != 5 {
-		t.Errorf("/v1 operations: got %d, want 5", n)
+	if n != 6 {
+		t.Errorf("/v1 operations: got %d, want 6", n)
 	}
 }

@@ -16,6 +16,9 @@ type RateLimits struct {
 	RedeemPerAddress int
 	// AdminPerKey caps admin requests per secret key.
 	AdminPerKey int
+	// CodePerUser caps redemptions by one-time code per user_id, in each
+	// replica; the database caps wrong codes per token across all of them.
+	CodePerUser int
 	// TrustedProxies are CIDR prefixes whose X-Forwarded-For is believed when
 	// finding the client address; empty means the peer address is the client.
 	TrustedProxies []string

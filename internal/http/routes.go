@@ -36,6 +36,7 @@ func (s *Server) routes(cfg Config) http.Handler {
 		r.Get("/sign_in_tokens", handle(s.list))
 		r.Get("/sign_in_tokens/{id}", handle(s.get))
 		r.Post("/sign_in_tokens/{id}/revoke", handle(s.revoke))
+		r.Post("/users/{user_id}/sign_in_tokens/revoke", handle(s.revokeUser))
 		r.With(limits.perAddress).Post("/tickets/redeem", handle(s.redeem))
 	}
 	r.Route("/v1", api)

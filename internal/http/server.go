@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/go-chi/httprate"
 	"github.com/rs/zerolog"
 
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
@@ -39,6 +40,7 @@ type Config struct {
 type Server struct {
 	service   *tokens.Service
 	signInURL *url.URL
+	codeLimit *httprate.RateLimiter // per user, on redemptions by code; nil: off
 	handler   http.Handler
 }
 
@@ -51,6 +53,9 @@ func NewServer(cfg Config) *Server {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	s := &Server{service: cfg.Service, signInURL: cfg.SignInURL}
+	if n := cfg.RateLimits.CodePerUser; n > 0 {
+		s.codeLimit = httprate.NewRateLimiter(n, time.Minute)
+	}
 	s.handler = s.routes(cfg)
 	return s
 }

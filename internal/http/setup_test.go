@@ -178,8 +178,12 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	if o.wrap != nil {
 		serviceStore = o.wrap(st)
 	}
+	codes, err := tokens.NewCodes([]byte("the HTTP tests' code secret, 32 bytes or more"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc := tokens.NewService(tokens.Config{
-		Store: serviceStore, Ticketer: ticketer, Users: o.users, Now: clk.Now,
+		Store: serviceStore, Ticketer: ticketer, Codes: codes, Users: o.users, Now: clk.Now,
 		DefaultExpiresIn: min(30*24*time.Hour, o.maxExpiry), MaxExpiresIn: o.maxExpiry,
 	})
 	var signIn *url.URL

@@ -186,7 +186,7 @@ func (s *Service) validateCreate(p CreateParams) error {
 			return ParamValueInvalid("code_length", fmt.Sprintf("must be between %d and %d.", MinCodeLength, MaxCodeLength))
 		}
 		if s.codes == nil {
-			return ParamValueInvalid("code_length", "one-time codes are not configured.")
+			return ParamValueInvalid("code_length", "one-time codes are not configured (CODE_SECRETS).")
 		}
 	}
 	if p.ExpiresInSeconds != nil {
