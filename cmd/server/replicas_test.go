@@ -183,3 +183,59 @@ func checkAcceptedOnce(t *testing.T, dbURL string, toks []issued, winner func(i 
 		}
 	}
 }
+
+// TestReplicasKeepTheCodeCapOverHTTP: three server processes sharing one
+// schema and one CODE_SECRETS, the per-user rate limit off; 50 wrong codes for
+// one user sent at once, spread over the three. The database counts exactly
+// CODE_MAX_ATTEMPTS of them, exactly that many answers are 422
+// form_code_incorrect, the rest 400 verification_failed, and the right code
+// is then refused too.
+func TestReplicasKeepTheCodeCapOverHTTP(t *testing.T) {
+	t.Parallel()
+	const replicas, guesses, maxAttempts = 3, 50, 5
+	dbURL := pgtest.URL(t)
+	keyFile, _ := writeSigningKey(t)
+	procs := make([]*process, replicas)
+	for i := range procs {
+		env := serverEnv(t, dbURL)
+		env["SIGNING_KEY_FILE"] = keyFile
+		env["CODE_SECRETS"] = "a-shared-code-secret-for-the-three-replicas-0123456789"
+		env["CODE_MAX_ATTEMPTS"] = fmt.Sprint(maxAttempts)
+		env["RATE_LIMIT_CODE_PER_MINUTE"] = "0"
+		procs[i] = spawn(t, env)
+	}
+	for _, p := range procs {
+		waitReady(t, p.base)
+	}
+	created := mustSend(t, procs[0].base, "POST", "/v1/sign_in_tokens", testSecretKey, `{"user_id":"user_cap","code_length":6}`)
+	code, _ := created.body["code"].(string)
+	if created.status != 200 || len(code) != 6 {
+		t.Fatalf("create: %v", created)
+	}
+	replies := together(t, guesses, func(i int) (reply, error) {
+		wrong := fmt.Sprintf("%06d", (i*7919+13)%1000000)
+		if wrong == code {
+			wrong = fmt.Sprintf("%06d", (i*7919+14)%1000000)
+		}
+		return send(procs[i%replicas].base, "POST", "/v1/tickets/redeem", testSecretKey,
+			fmt.Sprintf(`{"user_id":"user_cap","code":%q}`, wrong))
+	})
+	counts := map[string]int{}
+	for _, r := range replies {
+		counts[r.code()]++
+	}
+	if counts[tokens.CodeCodeIncorrect] != maxAttempts || counts[tokens.CodeVerificationFailed] != guesses-maxAttempts {
+		t.Errorf("answers to %d wrong codes: %v, want %d %s and the rest %s", guesses, counts,
+			maxAttempts, tokens.CodeCodeIncorrect, tokens.CodeVerificationFailed)
+	}
+	var attempts int
+	if err := connect(t, dbURL).QueryRow(context.Background(),
+		`SELECT attempts FROM sign_in_token_codes WHERE token_id = $1`, created.body["id"]).Scan(&attempts); err != nil {
+		t.Fatal(err)
+	}
+	if attempts != maxAttempts {
+		t.Errorf("attempts counted in the database: %d, want %d", attempts, maxAttempts)
+	}
+	r := mustSend(t, procs[1].base, "POST", "/v1/tickets/redeem", testSecretKey, fmt.Sprintf(`{"user_id":"user_cap","code":%q}`, code))
+	checkError(t, "the right code after the cap", r, 400, tokens.CodeVerificationFailed)
+}
