@@ -89,40 +89,24 @@ func TestCodes(t *testing.T) {
 func TestCodeParams(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
+	const create, redeem = "/v1/sign_in_tokens", "/v1/tickets/redeem"
 	tests := []struct {
-		name, body string
-		status     int
-		code       string
-		param      string
+		name, path, body string
+		status           int
+		code, param      string
 	}{
-		{"code_length too short", `{"user_id":"u","code_length":5}`, 422, "form_param_value_invalid", "code_length"},
-		{"code_length too long", `{"user_id":"u","code_length":11}`, 422, "form_param_value_invalid", "code_length"},
-		{"code_length of the wrong type", `{"user_id":"u","code_length":"6"}`, 422, "form_param_type_invalid", "code_length"},
-		{"revoke_previous of the wrong type", `{"user_id":"u","revoke_previous":"yes"}`, 422, "form_param_type_invalid", "revoke_previous"},
+		{"code_length too short", create, `{"user_id":"u","code_length":5}`, 422, "form_param_value_invalid", "code_length"},
+		{"code_length too long", create, `{"user_id":"u","code_length":11}`, 422, "form_param_value_invalid", "code_length"},
+		{"code_length of the wrong type", create, `{"user_id":"u","code_length":"6"}`, 422, "form_param_type_invalid", "code_length"},
+		{"revoke_previous of the wrong type", create, `{"user_id":"u","revoke_previous":"yes"}`, 422, "form_param_type_invalid", "revoke_previous"},
+		{"code without user", redeem, `{"code":"123456"}`, 422, "form_param_missing", "user_id"},
+		{"user without code", redeem, `{"user_id":"u"}`, 422, "form_param_missing", "code"},
+		{"code of the wrong type", redeem, `{"user_id":"u","code":123456}`, 422, "form_param_type_invalid", "code"},
+		{"code not digits", redeem, `{"user_id":"u","code":"12345a"}`, 422, "form_code_incorrect", "code"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := b.do("POST", "/v1/sign_in_tokens", tt.body)
-			r.wantError(t, tt.status, tt.code)
-			if r.meta()["param_name"] != tt.param {
-				t.Errorf("param_name: got %v, want %s", r.meta()["param_name"], tt.param)
-			}
-		})
-	}
-	redeems := []struct {
-		name, body string
-		status     int
-		code       string
-		param      string
-	}{
-		{"code without user", `{"code":"123456"}`, 422, "form_param_missing", "user_id"},
-		{"user without code", `{"user_id":"u"}`, 422, "form_param_missing", "code"},
-		{"code of the wrong type", `{"user_id":"u","code":123456}`, 422, "form_param_type_invalid", "code"},
-		{"code not digits", `{"user_id":"u","code":"12345a"}`, 422, "form_code_incorrect", "code"},
-	}
-	for _, tt := range redeems {
-		t.Run(tt.name, func(t *testing.T) {
-			r := b.do("POST", "/v1/tickets/redeem", tt.body)
+			r := b.do("POST", tt.path, tt.body)
 			r.wantError(t, tt.status, tt.code)
 			if r.meta()["param_name"] != tt.param {
 				t.Errorf("param_name: got %v, want %s", r.meta()["param_name"], tt.param)
