@@ -28,6 +28,12 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
 	if in.ExpiresInSeconds, err = p.int64("expires_in_seconds"); err != nil {
 		return err
 	}
+	if in.RedirectURL, err = p.string("redirect_url"); err != nil {
+		return err
+	}
+	if in.Metadata, err = p.object("metadata"); err != nil {
+		return err
+	}
 	in.IdempotencyKey = r.Header.Get("Idempotency-Key")
 	created, err := s.service.Create(r.Context(), in)
 	if err != nil {
@@ -35,7 +41,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
 	}
 	obj := newTokenObject(created.Token)
 	obj.Token = created.Ticket
-	obj.URL = signInURL(s.signInURL, created.Ticket)
+	obj.URL = s.linkURL(created.Token, created.Ticket)
 	writeJSON(w, http.StatusOK, obj)
 	return nil
 }
@@ -104,6 +110,23 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) error {
 	}
 	tok, err := s.service.Redeem(r.Context(), tokens.RedeemParams{Ticket: ticket,
 		IdempotencyKey: r.Header.Get("Idempotency-Key")})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, newTokenObject(tok))
+	return nil
+}
+
+func (s *Server) verify(w http.ResponseWriter, r *http.Request) error {
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	ticket, err := p.string("ticket")
+	if err != nil {
+		return err
+	}
+	tok, err := s.service.Verify(r.Context(), ticket)
 	if err != nil {
 		return err
 	}

@@ -139,6 +139,10 @@ type options struct {
 	logs      io.Writer                       // default: discarded
 	wrap      func(tokens.Store) tokens.Store // stands between the service and the store
 	maxExpiry time.Duration                   // largest expires_in_seconds; default 365 days
+	hosted    bool                            // PUBLIC_URL is the test server's own URL
+	redirects []string                        // ALLOWED_REDIRECT_URLS
+	observer  tokens.Observer                 // told of the service's changes; default none
+	pages     apihttp.PageObserver            // told of the sign-in page's steps; default none
 }
 
 func setup(t *testing.T, opts ...func(*options)) *bundle {
@@ -178,19 +182,30 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	if o.wrap != nil {
 		serviceStore = o.wrap(st)
 	}
+	redirects, err := tokens.NewRedirectPolicy(o.redirects)
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc := tokens.NewService(tokens.Config{
 		Store: serviceStore, Ticketer: ticketer, Users: o.users, Now: clk.Now,
 		DefaultExpiresIn: min(30*24*time.Hour, o.maxExpiry), MaxExpiresIn: o.maxExpiry,
+		Redirects: redirects, Observer: o.observer,
 	})
 	var signIn *url.URL
 	if o.signInURL != "" {
 		signIn, _ = url.Parse(o.signInURL)
 	}
+	srv := httptest.NewUnstartedServer(nil)
+	var public *url.URL
+	if o.hosted {
+		public = &url.URL{Scheme: "http", Host: srv.Listener.Addr().String()}
+	}
 	api := apihttp.NewServer(apihttp.Config{
-		Service: svc, SecretKeys: []string{testKey, testKeyOther}, SignInURL: signIn,
-		Logger: zerolog.New(o.logs), RateLimits: o.limits, RequestTimeout: o.timeout,
+		Service: svc, SecretKeys: []string{testKey, testKeyOther}, SignInURL: signIn, PublicURL: public,
+		Logger: zerolog.New(o.logs), RateLimits: o.limits, RequestTimeout: o.timeout, PageObserver: o.pages,
 	})
-	srv := httptest.NewServer(validating(t, api))
+	srv.Config.Handler = validating(t, api)
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return &bundle{t: t, srv: srv, store: st, keys: keys, ticketer: ticketer, clock: clk}
 }

@@ -14,6 +14,9 @@ type Observer interface {
 	// RedeemFailed is called for each redemption refused, with the error
 	// returned to the caller (see ErrorCode for its code).
 	RedeemFailed(err error)
+	// Verified is called for each verification, with nil when a redeem
+	// would have accepted the ticket, else the error returned.
+	Verified(err error)
 }
 
 // nopObserver is the Observer used when none is configured.
@@ -23,3 +26,4 @@ func (nopObserver) Created(Token)      {}
 func (nopObserver) Revoked(Token)      {}
 func (nopObserver) Redeemed(Token)     {}
 func (nopObserver) RedeemFailed(error) {}
+func (nopObserver) Verified(error)     {}

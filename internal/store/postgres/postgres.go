@@ -154,17 +154,22 @@ func (s *Store) Close() error {
 
 // tokenColumns are the columns scanToken reads, in its order.
 const tokenColumns = `id, user_id, coalesce(org_id, ''), status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at`
+	created_at, updated_at, expires_at, accepted_at, revoked_at,
+	coalesce(redirect_url, ''), coalesce(metadata::text, '')`
 
 func scanToken(row pgx.Row) (tokens.Token, error) {
 	var t tokens.Token
-	var status string
+	var status, metadata string
 	err := row.Scan(&t.ID, &t.UserID, &t.OrgID, &status, &t.TicketHash,
-		&t.CreatedAt, &t.UpdatedAt, &t.ExpiresAt, &t.AcceptedAt, &t.RevokedAt)
+		&t.CreatedAt, &t.UpdatedAt, &t.ExpiresAt, &t.AcceptedAt, &t.RevokedAt,
+		&t.RedirectURL, &metadata)
 	if err != nil {
 		return tokens.Token{}, err
 	}
 	t.Status = tokens.Status(status)
+	if metadata != "" {
+		t.Metadata = []byte(metadata)
+	}
 	// pgx gives timestamptz in the local zone; the domain works in UTC.
 	t.CreatedAt, t.UpdatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC(), t.ExpiresAt.UTC()
 	t.AcceptedAt, t.RevokedAt = utc(t.AcceptedAt), utc(t.RevokedAt)
@@ -181,12 +186,14 @@ func utc(t *time.Time) *time.Time {
 
 const insertTokenSQL = `
 INSERT INTO sign_in_tokens (id, user_id, org_id, status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at)
-VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $8, $9, $10)`
+	created_at, updated_at, expires_at, accepted_at, revoked_at,
+	redirect_url, metadata)
+VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $8, $9, $10, nullif($11, ''), nullif($12, '')::jsonb)`
 
 func insertTokenArgs(t tokens.Token) []any {
 	return []any{t.ID, t.UserID, t.OrgID, string(t.Status), t.TicketHash,
-		t.CreatedAt, t.UpdatedAt, t.ExpiresAt, t.AcceptedAt, t.RevokedAt}
+		t.CreatedAt, t.UpdatedAt, t.ExpiresAt, t.AcceptedAt, t.RevokedAt,
+		t.RedirectURL, string(t.Metadata)}
 }
 
 // Create inserts a new token. An id already stored is an error.

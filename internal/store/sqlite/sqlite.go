@@ -100,17 +100,22 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // tokenColumns are the columns scanToken reads, in its order.
 const tokenColumns = `id, user_id, coalesce(org_id, ''), status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at`
+	created_at, updated_at, expires_at, accepted_at, revoked_at,
+	coalesce(redirect_url, ''), coalesce(metadata, '')`
 
 func scanToken(row interface{ Scan(...any) error }) (tokens.Token, error) {
 	var t tokens.Token
-	var status string
+	var status, metadata string
 	var created, updated, expires int64
 	var accepted, revoked sql.NullInt64
 	err := row.Scan(&t.ID, &t.UserID, &t.OrgID, &status, &t.TicketHash,
-		&created, &updated, &expires, &accepted, &revoked)
+		&created, &updated, &expires, &accepted, &revoked,
+		&t.RedirectURL, &metadata)
 	if err != nil {
 		return tokens.Token{}, err
+	}
+	if metadata != "" {
+		t.Metadata = []byte(metadata)
 	}
 	t.Status = tokens.Status(status)
 	t.CreatedAt, t.UpdatedAt, t.ExpiresAt = fromMillis(created), fromMillis(updated), fromMillis(expires)
@@ -138,13 +143,15 @@ func millis(t *time.Time) any {
 
 const insertTokenSQL = `
 INSERT INTO sign_in_tokens (id, user_id, org_id, status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at)
-VALUES (?, ?, nullif(?, ''), ?, ?, ?, ?, ?, ?, ?)`
+	created_at, updated_at, expires_at, accepted_at, revoked_at,
+	redirect_url, metadata)
+VALUES (?, ?, nullif(?, ''), ?, ?, ?, ?, ?, ?, ?, nullif(?, ''), nullif(?, ''))`
 
 func insertTokenArgs(t tokens.Token) []any {
 	return []any{t.ID, t.UserID, t.OrgID, string(t.Status), t.TicketHash,
 		t.CreatedAt.UnixMilli(), t.UpdatedAt.UnixMilli(), t.ExpiresAt.UnixMilli(),
-		millis(t.AcceptedAt), millis(t.RevokedAt)}
+		millis(t.AcceptedAt), millis(t.RevokedAt),
+		t.RedirectURL, string(t.Metadata)}
 }
 
 // Create inserts a new token. An id already stored is an error.
