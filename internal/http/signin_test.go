@@ -319,3 +319,61 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestMailScannersBurnNothing simulates what mail scanners do with a link
+// before the person sees it: a plain GET, a HEAD, prefetches that follow
+// redirects and that do not, with and without the prefetch headers, several
+// times over. Every token stays pending, its row unchanged, and a redeem
+// afterwards still succeeds. (TestSignInPageInBrowser checks the same for
+// Chromium loading the page.)
+func TestMailScannersBurnNothing(t *testing.T) {
+	t.Parallel()
+	b := pageSetup(t)
+	var ids []string
+	var links []string
+	for _, body := range []string{`{"user_id":"u1"}`, `{"user_id":"u2","redirect_url":"https://other.example.com/finish"}`} {
+		obj := b.create(body)
+		ids, links = append(ids, obj["id"].(string)), append(links, obj["url"].(string))
+	}
+	before := b.storedRows(ids...)
+	follow := &http.Client{} // follows redirects, as a crawler does
+	stay := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, link := range links {
+		for _, s := range []struct {
+			method string
+			client *http.Client
+			header map[string]string
+		}{
+			{"GET", follow, nil},
+			{"HEAD", follow, nil},
+			{"GET", stay, nil},
+			{"GET", follow, map[string]string{"Purpose": "prefetch", "Sec-Purpose": "prefetch"}},
+			{"GET", stay, map[string]string{"Sec-Purpose": "prefetch;prerender", "User-Agent": "Mozilla/5.0 (compatible; SafeLinks)"}},
+			{"HEAD", stay, map[string]string{"X-Moz": "prefetch"}},
+		} {
+			for range 3 {
+				req, _ := http.NewRequest(s.method, link, nil)
+				for k, v := range s.header {
+					req.Header.Set(k, v)
+				}
+				resp, err := s.client.Do(req)
+				if err != nil {
+					t.Fatalf("%s %s: %v", s.method, link, err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("%s %s: got %d, want 200", s.method, link, resp.StatusCode)
+				}
+			}
+		}
+	}
+	if after := b.storedRows(ids...); !reflect.DeepEqual(before, after) {
+		t.Fatalf("the scanners changed tokens:\nbefore %+v\nafter  %+v", before, after)
+	}
+	for _, tok := range b.storedRows(ids...) {
+		if tok.Status != tokens.StatusPending {
+			t.Errorf("%s: status %s, want pending", tok.ID, tok.Status)
+		}
+	}
+}
