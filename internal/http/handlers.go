@@ -99,12 +99,17 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) redeem(w http.ResponseWriter, r *http.Request) error {
+// ticketParam reads the ticket field of a redeem or verify body.
+func ticketParam(r *http.Request) (string, error) {
 	p, err := readParams(r)
 	if err != nil {
-		return err
+		return "", err
 	}
-	ticket, err := p.string("ticket")
+	return p.string("ticket")
+}
+
+func (s *Server) redeem(w http.ResponseWriter, r *http.Request) error {
+	ticket, err := ticketParam(r)
 	if err != nil {
 		return err
 	}
@@ -118,11 +123,7 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(r)
-	if err != nil {
-		return err
-	}
-	ticket, err := p.string("ticket")
+	ticket, err := ticketParam(r)
 	if err != nil {
 		return err
 	}

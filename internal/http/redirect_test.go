@@ -28,17 +28,7 @@ func TestCreateRedirectURL(t *testing.T) {
 		u.Query().Get("lang") != "de" || u.Query().Get("__clerk_ticket") != obj["token"] {
 		t.Errorf("url: got %v, want %s with __clerk_ticket added", obj["url"], want)
 	}
-	id := obj["id"].(string)
-	shown := map[string]response{
-		"get":    b.do("GET", "/v1/sign_in_tokens/"+id, ""),
-		"verify": b.do("POST", "/v1/tickets/verify", ticketBody(obj)),
-		"redeem": b.do("POST", "/v1/tickets/redeem", ticketBody(obj)),
-	}
-	list := b.do("GET", "/v1/sign_in_tokens?user_id=user_1", "")
-	if data, _ := list.body["data"].([]any); len(data) == 1 {
-		shown["list"] = response{status: list.status, body: data[0].(map[string]any)}
-	}
-	for op, r := range shown {
+	for op, r := range b.shown(obj, "user_1") {
 		if r.status != 200 || r.body["redirect_url"] != want {
 			t.Errorf("%s: got %d redirect_url %v, want 200 and %s", op, r.status, r.body["redirect_url"], want)
 		}
@@ -132,17 +122,7 @@ func TestCreateMetadata(t *testing.T) {
 	if claims := decodeClaims(t, obj["token"].(string)); claims["metadata"] != nil || strings.Contains(obj["token"].(string), "billing") {
 		t.Errorf("the ticket carries metadata: %v", claims)
 	}
-	id := obj["id"].(string)
-	shown := map[string]response{
-		"get":    b.do("GET", "/v1/sign_in_tokens/"+id, ""),
-		"verify": b.do("POST", "/v1/tickets/verify", ticketBody(obj)),
-		"redeem": b.do("POST", "/v1/tickets/redeem", ticketBody(obj)),
-	}
-	list := b.do("GET", "/v1/sign_in_tokens?user_id=user_m", "")
-	if data, _ := list.body["data"].([]any); len(data) == 1 {
-		shown["list"] = response{status: list.status, body: data[0].(map[string]any)}
-	}
-	for op, r := range shown {
+	for op, r := range b.shown(obj, "user_m") {
 		if r.status != 200 || !reflect.DeepEqual(r.body["metadata"], want) {
 			t.Errorf("%s: got %d metadata %v, want 200 and %v", op, r.status, r.body["metadata"], want)
 		}
@@ -224,4 +204,23 @@ func decodeClaims(t *testing.T, jwt string) map[string]any {
 		t.Fatal(err)
 	}
 	return claims
+}
+
+// shown is the created token obj as get, list (of userID's, its only
+// token), verify and then redeem show it.
+func (b *bundle) shown(obj map[string]any, userID string) map[string]response {
+	b.t.Helper()
+	id := obj["id"].(string)
+	shown := map[string]response{
+		"get":    b.do("GET", "/v1/sign_in_tokens/"+id, ""),
+		"verify": b.do("POST", "/v1/tickets/verify", ticketBody(obj)),
+		"redeem": b.do("POST", "/v1/tickets/redeem", ticketBody(obj)),
+	}
+	list := b.do("GET", "/v1/sign_in_tokens?user_id="+url.QueryEscape(userID), "")
+	if data, _ := list.body["data"].([]any); len(data) == 1 {
+		shown["list"] = response{status: list.status, body: data[0].(map[string]any)}
+	} else {
+		b.t.Errorf("list of %s: got %s, want one token", userID, list.raw)
+	}
+	return shown
 }

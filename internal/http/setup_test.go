@@ -222,14 +222,7 @@ type response struct {
 // say otherwise; a header set to "" is removed.
 func (b *bundle) do(method, path, body string, headers ...string) response {
 	b.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, b.srv.URL+path, rd)
-	if err != nil {
-		b.t.Fatal(err)
-	}
+	req := b.request(method, path, body)
 	req.Header.Set("Authorization", "Bearer "+testKey)
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
@@ -239,22 +232,42 @@ func (b *bundle) do(method, path, body string, headers ...string) response {
 			req.Header.Set(headers[i], headers[i+1])
 		}
 	}
-	resp, err := b.srv.Client().Do(req)
+	r := b.roundTrip(b.srv.Client(), req)
+	if len(r.raw) > 0 {
+		if err := json.Unmarshal(r.raw, &r.body); err != nil {
+			b.t.Fatalf("%s %s: body is not a JSON object: %v: %s", method, path, err, r.raw)
+		}
+	}
+	return r
+}
+
+// request is a request to the test server, without headers.
+func (b *bundle) request(method, path, body string) *http.Request {
+	b.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, b.srv.URL+path, rd)
 	if err != nil {
-		b.t.Fatalf("%s %s: %v", method, path, err)
+		b.t.Fatal(err)
+	}
+	return req
+}
+
+// roundTrip sends req with client and reads the whole answer.
+func (b *bundle) roundTrip(client *http.Client, req *http.Request) response {
+	b.t.Helper()
+	resp, err := client.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	r := response{status: resp.StatusCode, header: resp.Header, raw: raw}
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &r.body); err != nil {
-			b.t.Fatalf("%s %s: body is not a JSON object: %v: %s", method, path, err, raw)
-		}
-	}
-	return r
+	return response{status: resp.StatusCode, header: resp.Header, raw: raw}
 }
 
 // create makes a token and returns its object, failing the test otherwise.

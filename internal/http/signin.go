@@ -139,11 +139,7 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
 // added. It consumes nothing; a ticket a redeem would refuse gets the
 // refusal's page, never a redirect.
 func (s *Server) signInContinue(w http.ResponseWriter, r *http.Request) {
-	var ticket string
-	p, err := readParams(r)
-	if err == nil {
-		ticket, err = p.string("ticket")
-	}
+	ticket, err := ticketParam(r)
 	var dest *url.URL
 	if err == nil {
 		_, dest, err = s.pageTicket(r, ticket)

@@ -1,7 +1,6 @@
 package http_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -30,28 +29,11 @@ func pageSetup(t *testing.T, opts ...func(*options)) *bundle {
 // without following redirects, and keeps the body as it is.
 func (b *bundle) page(method, path, body string) response {
 	b.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, b.srv.URL+path, rd)
-	if err != nil {
-		b.t.Fatal(err)
-	}
+	req := b.request(method, path, body)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	if err != nil {
-		b.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, raw: raw}
+	return b.roundTrip(&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, req)
 }
 
 // wantPageHeaders checks the headers every answer of the page carries.
@@ -280,8 +262,8 @@ func TestSignInPageRateLimited(t *testing.T) {
 // the ticket in the query and POST with it in the body, hold no part of it.
 func TestSignInPageLogsNoTicket(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
-	b := pageSetup(t, func(o *options) { o.logs = &logs })
+	logs := &lockedBuffer{}
+	b := pageSetup(t, func(o *options) { o.logs = logs })
 	ticket := b.create(`{"user_id":"u"}`)["token"].(string)
 	b.page("GET", pagePath(ticket), "")
 	b.page("HEAD", pagePath(ticket), "")
@@ -300,24 +282,6 @@ func TestSignInPageLogsNoTicket(t *testing.T) {
 	if strings.Contains(out, "__clerk_ticket") {
 		t.Errorf("the log holds the query:\n%s", out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestMailScannersBurnNothing simulates what mail scanners do with a link

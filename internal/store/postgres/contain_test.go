@@ -187,8 +187,10 @@ func TestSlowGroupKeepsEachDeadline(t *testing.T) {
 			took[i] = time.Since(start)
 		})
 	}
-	time.AfterFunc(unlockAfter, func() { tx.Rollback(ctx) })
+	unlocked := make(chan struct{})
+	time.AfterFunc(unlockAfter, func() { tx.Rollback(ctx); close(unlocked) })
 	queuedWithHold(t, s, fns...)
+	<-unlocked // the deferred Rollback and Close must not race this one
 	for i, d := range deadlines {
 		t.Logf("deadline %v: took %v, %v", d, took[i], errs[i])
 		if d < unlockAfter {
