@@ -41,7 +41,7 @@ compat/js/node_modules:
 
 ## fuzz: each fuzz target for FUZZTIME (CI runs this after the tests)
 FUZZTIME ?= 5s
-FUZZ_TARGETS := ./internal/tokens:FuzzVerify ./internal/http:FuzzCreateRequest \
+FUZZ_TARGETS := ./internal/tokens:FuzzVerify ./internal/http:FuzzCreateRequest ./internal/http:FuzzParseFlatObject \
 	./internal/http:FuzzRedeemRequest ./internal/http:FuzzListQuery
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

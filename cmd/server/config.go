@@ -28,6 +28,8 @@ type Config struct {
 	SigningKeyFile    string
 	Issuer            string
 	SignInURL         *url.URL
+	PublicURL         *url.URL // nil: no hosted sign-in page
+	Redirects         tokens.RedirectPolicy
 	Users             *userdir.Directory // nil: no user lookup
 	DefaultExpiresIn  time.Duration
 	MaxExpiresIn      time.Duration
@@ -62,6 +64,8 @@ var envVars = []envVar{
 	{"SIGNING_KEY_FILE", "", "PEM file of PKCS#8 Ed25519 keys; the first signs, all verify; empty: a key is generated under DATA_DIR"},
 	{"ISSUER", "signin-tokens", "the iss claim of tickets"},
 	{"SIGN_IN_URL", "", "sign-in page; the url field is this with __clerk_ticket added; empty: no url field"},
+	{"PUBLIC_URL", "", "this service's public base URL; set, the url field points at its hosted, scanner-safe page PUBLIC_URL/sign-in; empty: no page"},
+	{"ALLOWED_REDIRECT_URLS", "", "comma-separated URL prefixes a token's redirect_url must start with (scheme and host compared case-insensitively); empty: every redirect_url refused"},
 	{"USER_LOOKUP_URL", "", "optional user directory: GET with {user_id} substituted; 404 there refuses the token"},
 	{"USER_LOOKUP_AUTHORIZATION", "", "Authorization header value sent to USER_LOOKUP_URL"},
 	{"DEFAULT_EXPIRES_IN_SECONDS", "2592000", "ticket lifetime when the request gives none (30 days)"},
@@ -138,12 +142,32 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	c.SigningKeyFile = get("SIGNING_KEY_FILE")
 	c.Issuer = get("ISSUER")
-	if v := get("SIGN_IN_URL"); v != "" {
+	absolute := func(name string) *url.URL {
+		v := get(name)
+		if v == "" {
+			return nil
+		}
 		u, err := url.Parse(v)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			fail("SIGN_IN_URL", "must be an absolute http or https URL, got %q", v)
+			fail(name, "must be an absolute http or https URL, got %q", v)
 		}
-		c.SignInURL = u
+		return u
+	}
+	c.SignInURL = absolute("SIGN_IN_URL")
+	if c.PublicURL = absolute("PUBLIC_URL"); c.PublicURL != nil &&
+		(c.PublicURL.RawQuery != "" || c.PublicURL.Fragment != "" || c.PublicURL.User != nil) {
+		fail("PUBLIC_URL", "must be a base URL without user, query or fragment, got %q", get("PUBLIC_URL"))
+	}
+	var prefixes []string
+	for _, p := range strings.Split(get("ALLOWED_REDIRECT_URLS"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			prefixes = append(prefixes, p)
+		}
+	}
+	if policy, err := tokens.NewRedirectPolicy(prefixes); err != nil {
+		fail("ALLOWED_REDIRECT_URLS", "%v", err)
+	} else {
+		c.Redirects = policy
 	}
 	if v := get("USER_LOOKUP_URL"); v != "" {
 		users, err := userdir.New(v, get("USER_LOOKUP_AUTHORIZATION"))

@@ -29,6 +29,8 @@ func TestLoadConfigNamesTheVariable(t *testing.T) {
 		"DATABASE_URL":                 "mysql://db/tokens",
 		"SECRET_KEYS":                  "short",
 		"SIGN_IN_URL":                  "/relative",
+		"PUBLIC_URL":                   "tokens.example.com",
+		"ALLOWED_REDIRECT_URLS":        "https://app.example.com/ok,javascript:alert(1)",
 		"USER_LOOKUP_URL":              "https://users.example.com/users",
 		"DEFAULT_EXPIRES_IN_SECONDS":   "0",
 		"MAX_EXPIRES_IN_SECONDS":       "ten",

@@ -127,11 +127,14 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		Users:            users,
 		DefaultExpiresIn: cfg.DefaultExpiresIn,
 		MaxExpiresIn:     cfg.MaxExpiresIn,
+		Redirects:        cfg.Redirects,
 	})
 	api := apihttp.NewServer(apihttp.Config{
 		Service:        service,
 		SecretKeys:     secretKeys,
 		SignInURL:      cfg.SignInURL,
+		PublicURL:      cfg.PublicURL,
+		PageObserver:   stats.SignInPage,
 		Logger:         log,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		RequestTimeout: cfg.RequestTimeout,

@@ -144,10 +144,44 @@ func (p params) int64(name string) (*int64, error) {
 	return nil, tokens.ParamValueInvalid(name, "the number is out of range.")
 }
 
+// object returns an object field as compact JSON, nil when absent. A form
+// carries it as JSON text.
+func (p params) object(name string) ([]byte, error) {
+	var v []byte
+	if p.form != nil {
+		if v = []byte(p.form.Get(name)); len(v) == 0 {
+			return nil, nil
+		}
+	} else {
+		raw, ok := p.raw(name)
+		if !ok {
+			return nil, nil
+		}
+		v = raw
+	}
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 || v[0] != '{' || !json.Valid(v) {
+		return nil, paramTypeInvalid(name, "a JSON object")
+	}
+	var compact bytes.Buffer
+	json.Compact(&compact, v) // valid, so it compacts
+	return compact.Bytes(), nil
+}
+
+// nestedField is the one field whose value parseFlatObject reads as a
+// nested object; any other non-string value is left to json.Unmarshal.
+const nestedField = "metadata"
+
+// maxNesting bounds how deep skipObject follows a nested object; deeper
+// ones are left to json.Unmarshal, which has limits of its own.
+const maxNesting = 32
+
 // parseFlatObject reads the body nearly every request sends, a JSON object
 // whose values are strings without escapes, such as {"ticket":"eyJ..."},
-// without reflection. It gives what json.Unmarshal gives into the same map;
-// ok is false for anything else, which json.Unmarshal then reads.
+// without reflection; "metadata" may also be an object, whose bytes it
+// takes as they are once encoding/json finds them valid. It gives what
+// json.Unmarshal gives into the same map; ok is false for anything else,
+// which json.Unmarshal then reads.
 func parseFlatObject(b []byte) (fields map[string]json.RawMessage, ok bool) {
 	i := 0
 	space := func() {
@@ -196,8 +230,14 @@ func parseFlatObject(b []byte) (fields map[string]json.RawMessage, ok bool) {
 		if !ok || !skip(':') {
 			return nil, false
 		}
-		value, ok := str(false)
-		if !ok {
+		var value []byte
+		if i < len(b) && b[i] == '{' && string(key) == `"`+nestedField+`"` {
+			end, ok := skipObject(b, i)
+			if !ok || !json.Valid(b[i:end]) {
+				return nil, false
+			}
+			value, i = b[i:end], end
+		} else if value, ok = str(false); !ok {
 			return nil, false
 		}
 		fields[string(key[1:len(key)-1])] = json.RawMessage(value)
@@ -209,6 +249,36 @@ func parseFlatObject(b []byte) (fields map[string]json.RawMessage, ok bool) {
 			return nil, false
 		}
 	}
+}
+
+// skipObject returns the index just past the object that starts at b[i]
+// ('{'), following strings and their escapes and nesting at most
+// maxNesting deep; false when the object does not end or nests deeper. It
+// only finds the end: json.Valid judges what lies between.
+func skipObject(b []byte, i int) (end int, ok bool) {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(b) {
+				return 0, false
+			}
+		case '{', '[':
+			if depth++; depth > maxNesting {
+				return 0, false
+			}
+		case '}', ']':
+			if depth--; depth == 0 {
+				return i + 1, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // plainJSONString reports whether v is a JSON string without escapes or

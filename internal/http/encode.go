@@ -57,6 +57,19 @@ func (o tokenObject) appendJSON(b []byte) []byte {
 		b = append(b, `,"revoked_at":`...)
 		b = strconv.AppendInt(b, *o.RevokedAt, 10)
 	}
+	if o.RedirectURL != "" {
+		b = append(b, `,"redirect_url":`...)
+		b = appendJSONString(b, o.RedirectURL)
+	}
+	if len(o.Metadata) > 0 {
+		// Rare, and encoding/json's compacting and escaping are kept as they are.
+		m, err := json.Marshal(o.Metadata)
+		if err != nil {
+			m = []byte("null") // never stored: metadata is checked to be an object
+		}
+		b = append(b, `,"metadata":`...)
+		b = append(b, m...)
+	}
 	return append(b, '}')
 }
 

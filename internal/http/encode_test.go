@@ -16,7 +16,8 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		for _, o := range []tokenObject{
 			{Object: "sign_in_token", ID: "sit_x", UserID: s, Status: "pending", CreatedAt: ms, UpdatedAt: ms, ExpiresAt: ms},
 			{Object: "sign_in_token", ID: s, UserID: "u", Status: "accepted", Token: s, URL: s, OrgID: s,
-				CreatedAt: -1, UpdatedAt: 0, ExpiresAt: ms, AcceptedAt: &ms, RevokedAt: &ms},
+				CreatedAt: -1, UpdatedAt: 0, ExpiresAt: ms, AcceptedAt: &ms, RevokedAt: &ms,
+				RedirectURL: s, Metadata: json.RawMessage(`{"b": [1, 2], "a":"<&>\u2028", "s":` + strconvQuote(s) + `}`)},
 		} {
 			type plain tokenObject // no appendJSON, so encoding/json uses reflection
 			want, err := json.Marshal(plain(o))
@@ -34,7 +35,10 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 // accepts, it reads the same.
 func FuzzParseFlatObject(f *testing.F) {
 	for _, s := range []string{`{}`, `{"ticket":"eyJ.a.b"}`, ` { "user_id" : "u" , "org_id":"o" } `,
-		`{"a":"1","a":"2"}`, `{"a":1}`, `{"a":"\u00e9"}`, `{"a":"é"}`, `{"a":"x"}x`, `{"a":"x",}`, `null`} {
+		`{"a":"1","a":"2"}`, `{"a":1}`, `{"a":"\u00e9"}`, `{"a":"é"}`, `{"a":"x"}x`, `{"a":"x",}`, `null`,
+		`{"metadata":{}}`, `{"user_id":"u","metadata":{"a":{"b":[1,"}",null]},"c":"\"{"}}`, `{"metadata":{"a":}}`,
+		`{"metadata":{"a":1}`, `{"metadata":{"a":1}},"x":"y"}`, `{"metadata":{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}`,
+		`{"metadata":[1]}`, `{"other":{"a":1}}`, `{"metadata" : { "a" : "\\" } , "b":"c"}`, `{"metadata":{"a":"\ud800"}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -81,4 +85,10 @@ func FuzzAppendJSONString(f *testing.F) {
 			t.Errorf("AppendJSONString(%q) = %s, want %s", s, got, want)
 		}
 	})
+}
+
+// strconvQuote is s as a JSON string.
+func strconvQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

@@ -85,7 +85,10 @@ var contentTypes = []string{"application/json", "application/x-www-form-urlencod
 func FuzzCreateRequest(f *testing.F) {
 	ft := newFuzzTarget(f)
 	for _, seed := range []string{`{"user_id":"u"}`, `{"user_id":"u","expires_in_seconds":60,"org_id":"o"}`,
-		`user_id=u&expires_in_seconds=5`, `{"user_id":1}`, `{"expires_in_seconds":1e99}`, `null`, `[]`} {
+		`user_id=u&expires_in_seconds=5`, `{"user_id":1}`, `{"expires_in_seconds":1e99}`, `null`, `[]`,
+		`{"user_id":"u","metadata":{"locale":"de","n":[1,{"x":null}]}}`, `{"user_id":"u","metadata":"{}"}`,
+		`{"user_id":"u","metadata":{"a":"}"}`, `user_id=u&metadata=%7B%22a%22%3A1%7D`, `user_id=u&metadata=%5B%5D`,
+		`{"user_id":"u","redirect_url":"https://app.example.com@evil.com/"}`} {
 		for i := range contentTypes {
 			f.Add(uint8(i), []byte(seed))
 		}
@@ -96,6 +99,11 @@ func FuzzCreateRequest(f *testing.F) {
 		ticket, _ := out["token"].(string)
 		if status == 200 && (out["status"] != "pending" || user == "" || ticket == "") {
 			t.Fatalf("created token is malformed: %v", out)
+		}
+		if m, ok := out["metadata"]; ok {
+			if _, isObject := m.(map[string]any); status != 200 || !isObject {
+				t.Fatalf("metadata shown is not an object: %v", out)
+			}
 		}
 	})
 }

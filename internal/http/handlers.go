@@ -34,6 +34,12 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
 	if in.RevokePrevious, err = p.bool("revoke_previous"); err != nil {
 		return err
 	}
+	if in.RedirectURL, err = p.string("redirect_url"); err != nil {
+		return err
+	}
+	if in.Metadata, err = p.object("metadata"); err != nil {
+		return err
+	}
 	in.IdempotencyKey = r.Header.Get("Idempotency-Key")
 	created, err := s.service.Create(r.Context(), in)
 	if err != nil {
@@ -42,7 +48,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
 	obj := newTokenObject(created.Token)
 	obj.Token = created.Ticket
 	obj.Code = created.Code
-	obj.URL = signInURL(s.signInURL, created.Ticket)
+	obj.URL = s.linkURL(created.Token, created.Ticket)
 	writeJSON(w, http.StatusOK, obj)
 	return nil
 }
@@ -100,6 +106,16 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// ticketParam reads the ticket field of a verify body.
+func ticketParam(r *http.Request) (string, error) {
+	p, err := readParams(r)
+	if err != nil {
+		return "", err
+	}
+	return p.string("ticket")
+}
+
+// redeem redeems a ticket, or a user's one-time code.
 func (s *Server) redeem(w http.ResponseWriter, r *http.Request) error {
 	p, err := readParams(r)
 	if err != nil {
@@ -115,6 +131,19 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) error {
 		return errTooManyRequests
 	}
 	tok, err := s.service.Redeem(r.Context(), in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, newTokenObject(tok))
+	return nil
+}
+
+func (s *Server) verify(w http.ResponseWriter, r *http.Request) error {
+	ticket, err := ticketParam(r)
+	if err != nil {
+		return err
+	}
+	tok, err := s.service.Verify(r.Context(), ticket)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"encoding/json"
 	"net/url"
 	"time"
 
@@ -22,6 +23,9 @@ type tokenObject struct {
 	ExpiresAt  int64  `json:"expires_at"`
 	AcceptedAt *int64 `json:"accepted_at,omitempty"`
 	RevokedAt  *int64 `json:"revoked_at,omitempty"`
+	// RedirectURL and Metadata are shown wherever the token is, when set.
+	RedirectURL string          `json:"redirect_url,omitempty"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
 }
 
 // listObject is Clerk's paginated list shape.
@@ -42,6 +46,9 @@ func newTokenObject(t tokens.Token) tokenObject {
 		ExpiresAt:  t.ExpiresAt.UnixMilli(),
 		AcceptedAt: millis(t.AcceptedAt),
 		RevokedAt:  millis(t.RevokedAt),
+
+		RedirectURL: t.RedirectURL,
+		Metadata:    t.Metadata,
 	}
 }
 
@@ -51,6 +58,27 @@ func millis(t *time.Time) *int64 {
 	}
 	ms := t.UnixMilli()
 	return &ms
+}
+
+// linkURL is the url a new token's link has: the hosted sign-in page when
+// there is one, else the token's redirect_url, else the configured sign-in
+// page, each with the ticket added; empty when there is none of them.
+func (s *Server) linkURL(tok tokens.Token, ticket string) string {
+	if s.publicURL != nil {
+		return signInURL(s.pageURL, ticket)
+	}
+	return signInURL(s.destination(tok), ticket)
+}
+
+// destination is where a token's ticket is redeemed: its redirect_url, else
+// the configured sign-in page; nil when there is neither.
+func (s *Server) destination(tok tokens.Token) *url.URL {
+	if tok.RedirectURL != "" {
+		if u, err := url.Parse(tok.RedirectURL); err == nil {
+			return u
+		}
+	}
+	return s.signInURL
 }
 
 // signInURL adds the ticket to the configured sign-in page's query; it is

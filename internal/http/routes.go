@@ -28,6 +28,16 @@ func (s *Server) routes(cfg Config) http.Handler {
 	}
 
 	limits := newLimiters(cfg.RateLimits)
+	if s.pageURL != nil {
+		// The hosted sign-in page, public and limited per address as redeem is.
+		r.Group(func(r chi.Router) {
+			r.Use(deadline(cfg.RequestTimeout))
+			r.Use(limits.perAddress)
+			r.Get("/sign-in", s.signInPage)
+			r.Head("/sign-in", s.signInPage)
+			r.Post("/sign-in", s.signInContinue)
+		})
+	}
 	api := func(r chi.Router) {
 		r.Use(requireKey(newKeyRing(cfg.SecretKeys)))
 		r.Use(deadline(cfg.RequestTimeout))
@@ -38,6 +48,7 @@ func (s *Server) routes(cfg Config) http.Handler {
 		r.Post("/sign_in_tokens/{id}/revoke", handle(s.revoke))
 		r.Post("/users/{user_id}/sign_in_tokens/revoke", handle(s.revokeUser))
 		r.With(limits.perAddress).Post("/tickets/redeem", handle(s.redeem))
+		r.With(limits.perAddress).Post("/tickets/verify", handle(s.verify))
 	}
 	r.Route("/v1", api)
 	r.Group(api)

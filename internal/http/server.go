@@ -21,9 +21,15 @@ const (
 
 // Config configures the HTTP API.
 type Config struct {
-	Service      *tokens.Service
-	SecretKeys   []string // accepted admin keys; several at once so keys can rotate
-	SignInURL    *url.URL // sign-in page the url field points at; nil leaves url out
+	Service    *tokens.Service
+	SecretKeys []string // accepted admin keys; several at once so keys can rotate
+	SignInURL  *url.URL // sign-in page the url field points at; nil leaves url out
+	// PublicURL is the service's own public base URL; set, the url field
+	// points at its hosted sign-in page, /sign-in, which is then served.
+	PublicURL *url.URL
+	// PageObserver, optional, is told of every view and continue of the
+	// hosted sign-in page, with nil or the error the ticket was refused with.
+	PageObserver PageObserver
 	Logger       zerolog.Logger
 	MaxBodyBytes int64 // 0 means DefaultMaxBodyBytes
 	// RequestTimeout bounds each API request's work, database calls
@@ -38,10 +44,13 @@ type Config struct {
 
 // Server is the HTTP API.
 type Server struct {
-	service   *tokens.Service
-	signInURL *url.URL
-	codeLimit *httprate.RateLimiter // per user, on redemptions by code; nil: off
-	handler   http.Handler
+	service      *tokens.Service
+	signInURL    *url.URL
+	publicURL    *url.URL
+	pageURL      *url.URL // publicURL's /sign-in
+	pageObserver PageObserver
+	codeLimit    *httprate.RateLimiter // per user, on redemptions by code; nil: off
+	handler      http.Handler
 }
 
 // NewServer returns the API for cfg.
@@ -52,9 +61,15 @@ func NewServer(cfg Config) *Server {
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
-	s := &Server{service: cfg.Service, signInURL: cfg.SignInURL}
+	s := &Server{service: cfg.Service, signInURL: cfg.SignInURL, publicURL: cfg.PublicURL, pageObserver: cfg.PageObserver}
+	if s.pageObserver == nil {
+		s.pageObserver = func(string, error) {}
+	}
 	if n := cfg.RateLimits.CodePerUser; n > 0 {
 		s.codeLimit = httprate.NewRateLimiter(n, time.Minute)
+	}
+	if s.publicURL != nil {
+		s.pageURL = s.publicURL.JoinPath("sign-in")
 	}
 	s.handler = s.routes(cfg)
 	return s

@@ -139,6 +139,10 @@ type options struct {
 	logs      io.Writer                       // default: discarded
 	wrap      func(tokens.Store) tokens.Store // stands between the service and the store
 	maxExpiry time.Duration                   // largest expires_in_seconds; default 365 days
+	hosted    bool                            // PUBLIC_URL is the test server's own URL
+	redirects []string                        // ALLOWED_REDIRECT_URLS
+	observer  tokens.Observer                 // told of the service's changes; default none
+	pages     apihttp.PageObserver            // told of the sign-in page's steps; default none
 }
 
 func setup(t *testing.T, opts ...func(*options)) *bundle {
@@ -182,19 +186,30 @@ func setup(t *testing.T, opts ...func(*options)) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	redirects, err := tokens.NewRedirectPolicy(o.redirects)
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc := tokens.NewService(tokens.Config{
 		Store: serviceStore, Ticketer: ticketer, Codes: codes, Users: o.users, Now: clk.Now,
 		DefaultExpiresIn: min(30*24*time.Hour, o.maxExpiry), MaxExpiresIn: o.maxExpiry,
+		Redirects: redirects, Observer: o.observer,
 	})
 	var signIn *url.URL
 	if o.signInURL != "" {
 		signIn, _ = url.Parse(o.signInURL)
 	}
+	srv := httptest.NewUnstartedServer(nil)
+	var public *url.URL
+	if o.hosted {
+		public = &url.URL{Scheme: "http", Host: srv.Listener.Addr().String()}
+	}
 	api := apihttp.NewServer(apihttp.Config{
-		Service: svc, SecretKeys: []string{testKey, testKeyOther}, SignInURL: signIn,
-		Logger: zerolog.New(o.logs), RateLimits: o.limits, RequestTimeout: o.timeout,
+		Service: svc, SecretKeys: []string{testKey, testKeyOther}, SignInURL: signIn, PublicURL: public,
+		Logger: zerolog.New(o.logs), RateLimits: o.limits, RequestTimeout: o.timeout, PageObserver: o.pages,
 	})
-	srv := httptest.NewServer(validating(t, api))
+	srv.Config.Handler = validating(t, api)
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return &bundle{t: t, srv: srv, store: st, keys: keys, ticketer: ticketer, clock: clk}
 }
@@ -211,14 +226,7 @@ type response struct {
 // say otherwise; a header set to "" is removed.
 func (b *bundle) do(method, path, body string, headers ...string) response {
 	b.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, b.srv.URL+path, rd)
-	if err != nil {
-		b.t.Fatal(err)
-	}
+	req := b.request(method, path, body)
 	req.Header.Set("Authorization", "Bearer "+testKey)
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
@@ -228,22 +236,42 @@ func (b *bundle) do(method, path, body string, headers ...string) response {
 			req.Header.Set(headers[i], headers[i+1])
 		}
 	}
-	resp, err := b.srv.Client().Do(req)
+	r := b.roundTrip(b.srv.Client(), req)
+	if len(r.raw) > 0 {
+		if err := json.Unmarshal(r.raw, &r.body); err != nil {
+			b.t.Fatalf("%s %s: body is not a JSON object: %v: %s", method, path, err, r.raw)
+		}
+	}
+	return r
+}
+
+// request is a request to the test server, without headers.
+func (b *bundle) request(method, path, body string) *http.Request {
+	b.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, b.srv.URL+path, rd)
 	if err != nil {
-		b.t.Fatalf("%s %s: %v", method, path, err)
+		b.t.Fatal(err)
+	}
+	return req
+}
+
+// roundTrip sends req with client and reads the whole answer.
+func (b *bundle) roundTrip(client *http.Client, req *http.Request) response {
+	b.t.Helper()
+	resp, err := client.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	r := response{status: resp.StatusCode, header: resp.Header, raw: raw}
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &r.body); err != nil {
-			b.t.Fatalf("%s %s: body is not a JSON object: %v: %s", method, path, err, raw)
-		}
-	}
-	return r
+	return response{status: resp.StatusCode, header: resp.Header, raw: raw}
 }
 
 // create makes a token and returns its object, failing the test otherwise.

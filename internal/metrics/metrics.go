@@ -5,7 +5,9 @@
 package metrics
 
 import (
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -32,6 +34,7 @@ const (
 	OutcomeCodeWrong   = "code_incorrect"      // a one-time code that is not the user's
 	OutcomeCodesGone   = "verification_failed" // no code of the user may be tried any more
 	OutcomeError       = "error"               // anything else
+	OutcomeOK          = "ok"                  // verifications and sign-in page steps only: a redeem would succeed
 )
 
 // outcomeByCode names the outcome of each error code a redemption can fail with.
@@ -47,8 +50,12 @@ var outcomeByCode = map[string]string{
 	tokens.CodeVerificationFailed: OutcomeCodesGone,
 }
 
-// RedeemOutcome returns the outcome label for a redemption refused with err.
+// RedeemOutcome returns the outcome label for a redemption refused with err;
+// for a verification or page step, nil is OutcomeOK.
 func RedeemOutcome(err error) string {
+	if err == nil {
+		return OutcomeOK
+	}
 	if o, ok := outcomeByCode[tokens.ErrorCode(err)]; ok {
 		return o
 	}
@@ -66,6 +73,8 @@ type Metrics struct {
 	redeemed       prometheus.Counter
 	redeemFailures *prometheus.CounterVec
 	codeFailures   prometheus.Counter
+	verifications  *prometheus.CounterVec
+	pageSteps      *prometheus.CounterVec
 }
 
 var _ tokens.Observer = (*Metrics)(nil)
@@ -104,6 +113,14 @@ func New() *Metrics {
 			Namespace: namespace, Name: "code_failures_total",
 			Help: "Wrong one-time codes counted against a user's coded tokens (code_failed).",
 		}),
+		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "ticket_verifications_total",
+			Help: "Tickets verified without being consumed (POST /v1/tickets/verify and the sign-in page), by outcome: ok, or why a redeem would be refused.",
+		}, []string{"outcome"}),
+		pageSteps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "sign_in_page_total",
+			Help: "Hosted sign-in page requests, by step (view: GET or HEAD; continue: the POST) and outcome: ok, or why the ticket was refused.",
+		}, []string{"step", "outcome"}),
 	}
 	// Every outcome is shown from the start, so rate() and alerts see a zero
 	// rather than a missing series. They are taken from outcomeByCode, so an
@@ -112,7 +129,14 @@ func New() *Metrics {
 		m.redeemFailures.WithLabelValues(o)
 	}
 	m.redeemFailures.WithLabelValues(OutcomeError)
+	for _, o := range append(slices.Collect(maps.Values(outcomeByCode)), OutcomeError, OutcomeOK) {
+		m.verifications.WithLabelValues(o)
+		for _, step := range []string{PageView, PageContinue} {
+			m.pageSteps.WithLabelValues(step, o)
+		}
+	}
 	m.registry.MustRegister(m.requests, m.latency, m.created, m.revoked, m.redeemed, m.redeemFailures, m.codeFailures,
+		m.verifications, m.pageSteps,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -158,6 +182,24 @@ func (m *Metrics) CodeFailed() { m.codeFailures.Inc() }
 
 // RedeemFailed counts a refused redemption under its outcome.
 func (m *Metrics) RedeemFailed(err error) { m.redeemFailures.WithLabelValues(RedeemOutcome(err)).Inc() }
+
+// Verified counts a verification under its outcome.
+func (m *Metrics) Verified(err error) { m.verifications.WithLabelValues(RedeemOutcome(err)).Inc() }
+
+// The steps of the hosted sign-in page, the values of the step label.
+const (
+	PageView     = "view"     // GET or HEAD of the page
+	PageContinue = "continue" // the POST of its Continue button
+)
+
+// SignInPage counts one step of the hosted sign-in page under its outcome;
+// its signature is the HTTP server's PageObserver.
+func (m *Metrics) SignInPage(step string, err error) {
+	if step != PageView && step != PageContinue {
+		step = "other"
+	}
+	m.pageSteps.WithLabelValues(step, RedeemOutcome(err)).Inc()
+}
 
 // WatchPool exports the figures stats reports at each scrape. While it has
 // none (the database is still being connected), the pool's series are left

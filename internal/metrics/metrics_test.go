@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -64,11 +65,15 @@ func setup(t *testing.T) *bundle {
 	m.WatchPool(gate)
 	svc := tokens.NewService(tokens.Config{Store: gate, Ticketer: ticketer, Now: now, Observer: m,
 		DefaultExpiresIn: time.Hour, MaxExpiresIn: 24 * time.Hour})
-	api := apihttp.NewServer(apihttp.Config{
+	srv := httptest.NewUnstartedServer(nil)
+	signIn, _ := url.Parse("https://app.example.com/sign-in")
+	srv.Config.Handler = apihttp.NewServer(apihttp.Config{
 		Service: svc, SecretKeys: []string{testKey}, Logger: zerolog.New(io.Discard),
 		Observer: m.ObserveRequest, Extra: map[string]http.Handler{"/metrics": m.Handler()},
+		PublicURL: &url.URL{Scheme: "http", Host: srv.Listener.Addr().String()}, SignInURL: signIn,
+		PageObserver: m.SignInPage,
 	})
-	srv := httptest.NewServer(api)
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return &bundle{t: t, srv: srv, ticketer: ticketer, now: now, skew: skew}
 }
@@ -361,5 +366,50 @@ func TestMethodLabelBounded(t *testing.T) {
 	sort.Strings(methods)
 	if want := []string{"GET", "OTHER", "POST"}; !slices.Equal(methods, want) {
 		t.Errorf("method labels: got %v, want %v", methods, want)
+	}
+}
+
+// TestVerifyAndPageCounted: verifications and the sign-in page's views and
+// continues are counted by outcome, and every outcome shows from the start.
+func TestVerifyAndPageCounted(t *testing.T) {
+	b := setup(t)
+	zero := scrape(t, b.srv.URL)
+	for _, name := range []string{`signin_tokens_ticket_verifications_total{outcome="ok"}`,
+		`signin_tokens_ticket_verifications_total{outcome="invalid"}`,
+		`signin_tokens_sign_in_page_total{outcome="expired",step="view"}`,
+		`signin_tokens_sign_in_page_total{outcome="ok",step="continue"}`} {
+		if v, ok := zero[name]; !ok || v != 0 {
+			t.Errorf("%s before any traffic: got %v (shown %v), want 0", name, v, ok)
+		}
+	}
+	_, ticket := b.create(`{"user_id":"u"}`)
+	b.do("POST", "/v1/tickets/verify", `{"ticket":"`+ticket+`"}`)
+	b.do("POST", "/v1/tickets/verify", `{"ticket":"x.y.z"}`)
+	for _, path := range []string{"/sign-in?__clerk_ticket=" + ticket, "/sign-in?__clerk_ticket=bad"} {
+		resp, err := http.Get(b.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.PostForm(b.srv.URL+"/sign-in", url.Values{"ticket": {ticket}})
+	if err != nil || resp.StatusCode != 303 {
+		t.Fatalf("POST /sign-in: %v %v, want 303", resp, err)
+	}
+	resp.Body.Close()
+	got := scrape(t, b.srv.URL)
+	for name, want := range map[string]float64{
+		// The page verifies too: 1 API + 1 view + 1 continue are ok.
+		`signin_tokens_ticket_verifications_total{outcome="ok"}`:              3,
+		`signin_tokens_ticket_verifications_total{outcome="invalid"}`:         2,
+		`signin_tokens_sign_in_page_total{outcome="ok",step="view"}`:          1,
+		`signin_tokens_sign_in_page_total{outcome="invalid",step="view"}`:     1,
+		`signin_tokens_sign_in_page_total{outcome="ok",step="continue"}`:      1,
+		`signin_tokens_sign_in_page_total{outcome="invalid",step="continue"}`: 0,
+	} {
+		if got[name] != want {
+			t.Errorf("%s: got %v, want %v", name, got[name], want)
+		}
 	}
 }

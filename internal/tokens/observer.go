@@ -17,6 +17,9 @@ type Observer interface {
 	// CodeFailed is called for each wrong one-time code that was counted
 	// against the user's coded tokens.
 	CodeFailed()
+	// Verified is called for each verification, with nil when a redeem
+	// would have accepted the ticket, else the error returned.
+	Verified(err error)
 }
 
 // nopObserver is the Observer used when none is configured.
@@ -27,3 +30,4 @@ func (nopObserver) Revoked(Token)      {}
 func (nopObserver) Redeemed(Token)     {}
 func (nopObserver) RedeemFailed(error) {}
 func (nopObserver) CodeFailed()        {}
+func (nopObserver) Verified(error)     {}

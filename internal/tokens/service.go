@@ -12,10 +12,11 @@ import (
 
 // Limits on what callers may send.
 const (
-	MaxIDParamBytes   = 256 // user_id and org_id
-	MaxIdempotencyKey = 255 // Idempotency-Key header
-	DefaultListLimit  = 10  // list page size when none is given
-	MaxListLimit      = 500 // largest list page
+	MaxIDParamBytes   = 256  // user_id and org_id
+	MaxIdempotencyKey = 255  // Idempotency-Key header
+	DefaultListLimit  = 10   // list page size when none is given
+	MaxListLimit      = 500  // largest list page
+	MaxMetadataBytes  = 4096 // metadata, encoded
 	IdempotencyWindow = 24 * time.Hour
 )
 
@@ -38,6 +39,7 @@ type Config struct {
 	CodeMaxAttempts  int              // wrong codes a token takes; 0 means DefaultCodeMaxAttempts
 	Now              func() time.Time // defaults to time.Now
 	Observer         Observer         // optional, told of every change of state
+	Redirects        RedirectPolicy   // which redirect_url values create accepts; zero: none
 }
 
 // Service carries out the verbs on sign-in tokens.
@@ -51,13 +53,14 @@ type Service struct {
 	maxAttempts int
 	clock       func() time.Time
 	observer    Observer
+	redirects   RedirectPolicy
 }
 
 // NewService returns a Service for cfg.
 func NewService(cfg Config) *Service {
 	s := &Service{store: cfg.Store, tickets: cfg.Ticketer, codes: cfg.Codes, users: cfg.Users,
 		defaultTTL: cfg.DefaultExpiresIn, maxTTL: cfg.MaxExpiresIn, maxAttempts: cfg.CodeMaxAttempts,
-		clock: cfg.Now, observer: cfg.Observer}
+		clock: cfg.Now, observer: cfg.Observer, redirects: cfg.Redirects}
 	if s.clock == nil {
 		s.clock = time.Now
 	}
@@ -81,6 +84,8 @@ type CreateParams struct {
 	CodeLength       *int64 // optional: the token also gets a one-time code of this many digits
 	RevokePrevious   bool   // revoke the user's other pending tokens in the same transaction
 	IdempotencyKey   string // optional; a retried create with the same key returns the same token
+	RedirectURL      string // optional; must pass the service's RedirectPolicy
+	Metadata         []byte // optional; a compact JSON object, stored and shown, never in the ticket
 }
 
 // Created is a new token with its ticket, and its code when one was asked
@@ -93,7 +98,7 @@ type Created struct {
 
 // Create issues a new pending token and its ticket.
 func (s *Service) Create(ctx context.Context, p CreateParams) (Created, error) {
-	if err := s.validateCreate(p); err != nil {
+	if err := s.validateCreate(&p); err != nil {
 		return Created{}, err
 	}
 	if s.users != nil {
@@ -111,7 +116,7 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (Created, error) {
 	}
 	now := s.now()
 	tok := Token{ID: NewID(now), UserID: p.UserID, OrgID: p.OrgID, Status: StatusPending,
-		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(ttl)}
+		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(ttl), RedirectURL: p.RedirectURL, Metadata: p.Metadata}
 	ticket, err := s.tickets.Sign(tok)
 	if err != nil {
 		return Created{}, fmt.Errorf("sign ticket: %w", err)
@@ -169,7 +174,8 @@ func (s *Service) replayCreate(p CreateParams, res CreateResult) (Created, error
 	return out, nil
 }
 
-func (s *Service) validateCreate(p CreateParams) error {
+// validateCreate checks p and puts its redirect_url in normalised form.
+func (s *Service) validateCreate(p *CreateParams) error {
 	switch {
 	case p.UserID == "":
 		return ParamMissing("user_id")
@@ -188,6 +194,16 @@ func (s *Service) validateCreate(p CreateParams) error {
 		if s.codes == nil {
 			return ParamValueInvalid("code_length", "one-time codes are not configured (CODE_SECRETS).")
 		}
+	}
+	if len(p.Metadata) > MaxMetadataBytes {
+		return ParamValueInvalid("metadata", fmt.Sprintf("must be at most %d bytes encoded.", MaxMetadataBytes))
+	}
+	if p.RedirectURL != "" {
+		u, err := s.redirects.Check(p.RedirectURL)
+		if err != nil {
+			return err
+		}
+		p.RedirectURL = u
 	}
 	if p.ExpiresInSeconds != nil {
 		max := int64(s.maxTTL / time.Second)
@@ -214,6 +230,10 @@ func createRequestHash(p CreateParams) []byte {
 	}
 	if p.RevokePrevious {
 		fmt.Fprint(h, "|revoke_previous")
+	}
+	if p.RedirectURL != "" || p.Metadata != nil {
+		// Only when given, so keys recorded before these fields existed still match.
+		fmt.Fprintf(h, "|%d:%s|%d:%s", len(p.RedirectURL), p.RedirectURL, len(p.Metadata), p.Metadata)
 	}
 	return h.Sum(nil)
 }
@@ -344,24 +364,11 @@ func (s *Service) redeem(ctx context.Context, p RedeemParams) (Token, Change, er
 	case change != Unchanged:
 		return tok, change, nil
 	}
-	// Nothing matched: the stored row tells why, in the contract's order.
-	if subtle.ConstantTimeCompare(tok.TicketHash, hash) != 1 {
-		return Token{}, Unchanged, ErrTicketInvalid
+	// Nothing matched: the stored row tells why.
+	if err := refusal(tok, hash, now); err != nil {
+		return Token{}, Unchanged, err
 	}
-	return Token{}, Unchanged, refusal(tok, now)
-}
-
-// refusal is the error for redeeming tok, which is not redeemable at now.
-func refusal(tok Token, now time.Time) error {
-	switch {
-	case tok.Status == StatusPending && tok.Expired(now):
-		return ErrTicketExpired
-	case tok.Status == StatusAccepted:
-		return ErrAlreadyUsed
-	case tok.Status == StatusRevoked:
-		return ErrRevoked
-	}
-	return fmt.Errorf("redemption of %s refused, yet its status is %q", tok.ID, tok.Status)
+	return Token{}, Unchanged, fmt.Errorf("redeem of %s matched nothing, yet it is redeemable", tok.ID)
 }
 
 // redeemCode redeems the pending coded token of p.UserID whose code is
@@ -399,7 +406,10 @@ func (s *Service) redeemCode(ctx context.Context, p RedeemParams) (Token, Change
 	case outcome == CodeReplayed:
 		return tok, Replayed, nil
 	case outcome == CodeFinished:
-		return Token{}, Unchanged, refusal(tok, now)
+		if err := refusal(tok, tok.TicketHash, now); err != nil {
+			return Token{}, Unchanged, err
+		}
+		return Token{}, Unchanged, fmt.Errorf("code of %s refused, yet the token is redeemable", tok.ID)
 	case outcome == CodeWrong:
 		s.observer.CodeFailed()
 		return Token{}, Unchanged, ErrCodeIncorrect
@@ -421,6 +431,58 @@ func (s *Service) RevokeUser(ctx context.Context, userID string) ([]Token, error
 		s.observer.Revoked(t)
 	}
 	return revoked, nil
+}
+
+// refusal is why a redemption of the ticket hashing to hash, at now, is
+// refused by the stored token tok, in the contract's order; nil when it
+// would be accepted. Redeem asks it after its conditional change matched
+// nothing, Verify before changing nothing, so the two always agree.
+func refusal(tok Token, hash []byte, now time.Time) error {
+	switch {
+	case subtle.ConstantTimeCompare(tok.TicketHash, hash) != 1:
+		return ErrTicketInvalid
+	case tok.Status == StatusPending && tok.Expired(now):
+		return ErrTicketExpired
+	case tok.Status == StatusAccepted:
+		return ErrAlreadyUsed
+	case tok.Status == StatusRevoked:
+		return ErrRevoked
+	case tok.Status != StatusPending:
+		return fmt.Errorf("token %s has unknown status %q", tok.ID, tok.Status)
+	}
+	return nil
+}
+
+// Verify answers what a redemption of ticket would answer now, and changes
+// nothing: the stored token, pending, when a redeem would accept it, and
+// otherwise the very error a redeem would give. Pages that show "Continue
+// as ..." before the person goes on use it, and mail scanners that fetch
+// such a page burn nothing.
+func (s *Service) Verify(ctx context.Context, ticket string) (Token, error) {
+	tok, err := s.verify(ctx, ticket)
+	s.observer.Verified(err)
+	return tok, err
+}
+
+func (s *Service) verify(ctx context.Context, ticket string) (Token, error) {
+	if ticket == "" {
+		return Token{}, ParamMissing("ticket")
+	}
+	claims, err := s.tickets.Verify(ticket)
+	if err != nil {
+		return Token{}, err
+	}
+	tok, err := s.store.Get(ctx, claims.ID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Token{}, ErrCannotBeUsed
+	case err != nil:
+		return Token{}, err
+	}
+	if err := refusal(tok, HashTicket(ticket), s.now()); err != nil {
+		return Token{}, err
+	}
+	return tok, nil
 }
 
 // Ready reports whether the store can be reached.

@@ -45,6 +45,11 @@ type Token struct {
 	ExpiresAt  time.Time
 	AcceptedAt *time.Time
 	RevokedAt  *time.Time
+	// RedirectURL is where the person goes on to redeem the ticket; empty
+	// when none was given (then the configured sign-in page is used).
+	RedirectURL string
+	// Metadata is a JSON object the creator attached, compact; nil when none.
+	Metadata []byte
 }
 
 // Expired reports whether t is past its expiry at now.

@@ -4,14 +4,13 @@
 -- coded tokens have a row here.
 CREATE TABLE sign_in_token_codes (
     token_id  text    PRIMARY KEY REFERENCES sign_in_tokens (id) ON DELETE CASCADE,
-    user_id   text    NOT NULL,
     code_hash bytea   NOT NULL, -- HMAC-SHA256 under the code secret key_id names
     key_id    text    NOT NULL,
     attempts  integer NOT NULL DEFAULT 0 CHECK (attempts >= 0)
 );
 
--- A redemption by code finds the user's codes.
-CREATE INDEX sign_in_token_codes_user_id_idx ON sign_in_token_codes (user_id);
+-- A redemption by code finds the user's tokens by the tokens' user index,
+-- then their codes by this table's key.
 
 -- +goose Down
 DROP TABLE sign_in_token_codes;

@@ -3,14 +3,13 @@
 -- have a row here.
 CREATE TABLE sign_in_token_codes (
     token_id  TEXT    PRIMARY KEY REFERENCES sign_in_tokens (id) ON DELETE CASCADE,
-    user_id   TEXT    NOT NULL,
     code_hash BLOB    NOT NULL, -- HMAC-SHA256 under the code secret key_id names
     key_id    TEXT    NOT NULL,
     attempts  INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0)
 ) STRICT;
 
--- A redemption by code finds the user's codes.
-CREATE INDEX sign_in_token_codes_user_id_idx ON sign_in_token_codes (user_id);
+-- A redemption by code finds the user's tokens by the tokens' user index,
+-- then their codes by this table's key.
 
 -- +goose Down
 DROP TABLE sign_in_token_codes;

@@ -338,13 +338,17 @@ func refused(err error) bool {
 // createArgs fills in insertTokenSQL's order.
 const createTokensSQL = `
 INSERT INTO sign_in_tokens (id, user_id, org_id, status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at)
+	created_at, updated_at, expires_at, accepted_at, revoked_at,
+	redirect_url, metadata)
 SELECT id, user_id, nullif(org_id, ''), status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at
+	created_at, updated_at, expires_at, accepted_at, revoked_at,
+	nullif(redirect_url, ''), nullif(metadata, '')::jsonb
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
-	$6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])
+	$6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[],
+	$11::text[], $12::text[])
 	AS t(id, user_id, org_id, status, ticket_hash,
-		created_at, updated_at, expires_at, accepted_at, revoked_at)`
+		created_at, updated_at, expires_at, accepted_at, revoked_at,
+		redirect_url, metadata)`
 
 // redeemTokensSQL is a group's redemptions in one statement: one (id, ticket
 // hash, now) per element of its arrays, each accepted under the same
@@ -358,7 +362,8 @@ SET status = 'accepted', accepted_at = r.now, updated_at = r.now
 FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS r(id, ticket_hash, now)
 WHERE t.id = r.id AND t.status = 'pending' AND t.ticket_hash = r.ticket_hash AND t.expires_at > r.now
 RETURNING t.id, t.user_id, coalesce(t.org_id, ''), t.status, t.ticket_hash,
-	t.created_at, t.updated_at, t.expires_at, t.accepted_at, t.revoked_at`
+	t.created_at, t.updated_at, t.expires_at, t.accepted_at, t.revoked_at,
+	coalesce(t.redirect_url, ''), coalesce(t.metadata::text, '')`
 
 // redeemKeyedTokensSQL is redeemTokensSQL for a group in which some
 // redemptions carry an idempotency key ($4, ” for none, with its request
@@ -379,7 +384,8 @@ WITH accepted AS (
 	SELECT key, request_hash, id, updated_at FROM accepted WHERE key <> ''
 )
 SELECT id, user_id, coalesce(org_id, ''), status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at
+	created_at, updated_at, expires_at, accepted_at, revoked_at,
+	coalesce(redirect_url, ''), coalesce(metadata::text, '')
 FROM accepted`
 
 // writeGroup sends writes, a group of them or one redemption with a key, in
@@ -493,13 +499,15 @@ func createArgs(creates []*write) []any {
 		hashes                     = make([][]byte, n)
 		created, updated, expires  = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
 		accepted, revoked          = make([]*time.Time, n), make([]*time.Time, n)
+		redirects, metadata        = make([]string, n), make([]string, n)
 	)
 	for i, w := range creates {
 		t := w.create
 		ids[i], users[i], orgs[i], statuses[i], hashes[i] = t.ID, t.UserID, t.OrgID, string(t.Status), t.TicketHash
 		created[i], updated[i], expires[i], accepted[i], revoked[i] = t.CreatedAt, t.UpdatedAt, t.ExpiresAt, t.AcceptedAt, t.RevokedAt
+		redirects[i], metadata[i] = t.RedirectURL, string(t.Metadata)
 	}
-	return []any{ids, users, orgs, statuses, hashes, created, updated, expires, accepted, revoked}
+	return []any{ids, users, orgs, statuses, hashes, created, updated, expires, accepted, revoked, redirects, metadata}
 }
 
 // groupContext is the context a group is sent under: a lone write keeps its

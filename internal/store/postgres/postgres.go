@@ -154,21 +154,22 @@ func (s *Store) Close() error {
 
 // tokenColumns are the columns scanToken reads, in its order.
 const tokenColumns = `id, user_id, coalesce(org_id, ''), status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at`
-
-// prefixedTokenColumns are tokenColumns of the table named t in a join.
-const prefixedTokenColumns = `t.id, t.user_id, coalesce(t.org_id, ''), t.status, t.ticket_hash,
-	t.created_at, t.updated_at, t.expires_at, t.accepted_at, t.revoked_at`
+	created_at, updated_at, expires_at, accepted_at, revoked_at,
+	coalesce(redirect_url, ''), coalesce(metadata::text, '')`
 
 func scanToken(row pgx.Row) (tokens.Token, error) {
 	var t tokens.Token
-	var status string
+	var status, metadata string
 	err := row.Scan(&t.ID, &t.UserID, &t.OrgID, &status, &t.TicketHash,
-		&t.CreatedAt, &t.UpdatedAt, &t.ExpiresAt, &t.AcceptedAt, &t.RevokedAt)
+		&t.CreatedAt, &t.UpdatedAt, &t.ExpiresAt, &t.AcceptedAt, &t.RevokedAt,
+		&t.RedirectURL, &metadata)
 	if err != nil {
 		return tokens.Token{}, err
 	}
 	t.Status = tokens.Status(status)
+	if metadata != "" {
+		t.Metadata = []byte(metadata)
+	}
 	// pgx gives timestamptz in the local zone; the domain works in UTC.
 	t.CreatedAt, t.UpdatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC(), t.ExpiresAt.UTC()
 	t.AcceptedAt, t.RevokedAt = utc(t.AcceptedAt), utc(t.RevokedAt)
@@ -185,12 +186,14 @@ func utc(t *time.Time) *time.Time {
 
 const insertTokenSQL = `
 INSERT INTO sign_in_tokens (id, user_id, org_id, status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at)
-VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $8, $9, $10)`
+	created_at, updated_at, expires_at, accepted_at, revoked_at,
+	redirect_url, metadata)
+VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $8, $9, $10, nullif($11, ''), nullif($12, '')::jsonb)`
 
 func insertTokenArgs(t tokens.Token) []any {
 	return []any{t.ID, t.UserID, t.OrgID, string(t.Status), t.TicketHash,
-		t.CreatedAt, t.UpdatedAt, t.ExpiresAt, t.AcceptedAt, t.RevokedAt}
+		t.CreatedAt, t.UpdatedAt, t.ExpiresAt, t.AcceptedAt, t.RevokedAt,
+		t.RedirectURL, string(t.Metadata)}
 }
 
 // Create inserts a new token. A plain one (no code, no key, nothing to
@@ -221,7 +224,7 @@ func (s *Store) createOne(ctx context.Context, t tokens.Token) error {
 }
 
 const insertCodeSQL = `
-INSERT INTO sign_in_token_codes (token_id, user_id, code_hash, key_id) VALUES ($1, $2, $3, $4)`
+INSERT INTO sign_in_token_codes (token_id, code_hash, key_id) VALUES ($1, $2, $3)`
 
 // createTx creates a token with what a plain create lacks, in one
 // transaction: the user's pending tokens revoked first (RevokePrevious), the
@@ -249,7 +252,7 @@ func (s *Store) createTx(ctx context.Context, c tokens.Creation) (tokens.CreateR
 		return tokens.CreateResult{}, s.fail(ctx, op, err)
 	}
 	if c.Code != nil {
-		if _, err := tx.Exec(ctx, insertCodeSQL, t.ID, t.UserID, c.Code.Hash, c.Code.KeyID); err != nil {
+		if _, err := tx.Exec(ctx, insertCodeSQL, t.ID, c.Code.Hash, c.Code.KeyID); err != nil {
 			return tokens.CreateResult{}, s.fail(ctx, op, err)
 		}
 	}
@@ -339,18 +342,18 @@ func (s *Store) RevokeUser(ctx context.Context, userID string, now time.Time) ([
 // times in all, across any number of replicas.
 const codeCandidatesSQL = `
 SELECT c.token_id, c.code_hash, c.key_id
-FROM sign_in_token_codes AS c JOIN sign_in_tokens AS t ON t.id = c.token_id
-WHERE c.user_id = $1 AND t.status = 'pending' AND t.expires_at > $2 AND c.attempts < $3
+FROM sign_in_tokens AS t JOIN sign_in_token_codes AS c ON c.token_id = t.id
+WHERE t.user_id = $1 AND t.status = 'pending' AND t.expires_at > $2 AND c.attempts < $3
 ORDER BY c.token_id
 FOR UPDATE OF c`
 
 // finishedCodesSQL reads the user's newest coded tokens that can no longer
 // be redeemed: finished, or pending past their expiry.
 const finishedCodesSQL = `
-SELECT ` + prefixedTokenColumns + `, c.code_hash, c.key_id
-FROM sign_in_token_codes AS c JOIN sign_in_tokens AS t ON t.id = c.token_id
-WHERE c.user_id = $1 AND (t.status <> 'pending' OR t.expires_at <= $2)
-ORDER BY t.created_at DESC, t.id DESC
+SELECT ` + tokenColumns + `, code_hash, key_id
+FROM sign_in_tokens JOIN sign_in_token_codes ON token_id = id
+WHERE user_id = $1 AND (status <> 'pending' OR expires_at <= $2)
+ORDER BY created_at DESC, id DESC
 LIMIT $3`
 
 // RedeemCode redeems by one-time code, in one transaction; see

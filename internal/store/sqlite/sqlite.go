@@ -100,17 +100,22 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // tokenColumns are the columns scanToken reads, in its order.
 const tokenColumns = `id, user_id, coalesce(org_id, ''), status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at`
+	created_at, updated_at, expires_at, accepted_at, revoked_at,
+	coalesce(redirect_url, ''), coalesce(metadata, '')`
 
 func scanToken(row interface{ Scan(...any) error }) (tokens.Token, error) {
 	var t tokens.Token
-	var status string
+	var status, metadata string
 	var created, updated, expires int64
 	var accepted, revoked sql.NullInt64
 	err := row.Scan(&t.ID, &t.UserID, &t.OrgID, &status, &t.TicketHash,
-		&created, &updated, &expires, &accepted, &revoked)
+		&created, &updated, &expires, &accepted, &revoked,
+		&t.RedirectURL, &metadata)
 	if err != nil {
 		return tokens.Token{}, err
+	}
+	if metadata != "" {
+		t.Metadata = []byte(metadata)
 	}
 	t.Status = tokens.Status(status)
 	t.CreatedAt, t.UpdatedAt, t.ExpiresAt = fromMillis(created), fromMillis(updated), fromMillis(expires)
@@ -138,13 +143,15 @@ func millis(t *time.Time) any {
 
 const insertTokenSQL = `
 INSERT INTO sign_in_tokens (id, user_id, org_id, status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at)
-VALUES (?, ?, nullif(?, ''), ?, ?, ?, ?, ?, ?, ?)`
+	created_at, updated_at, expires_at, accepted_at, revoked_at,
+	redirect_url, metadata)
+VALUES (?, ?, nullif(?, ''), ?, ?, ?, ?, ?, ?, ?, nullif(?, ''), nullif(?, ''))`
 
 func insertTokenArgs(t tokens.Token) []any {
 	return []any{t.ID, t.UserID, t.OrgID, string(t.Status), t.TicketHash,
 		t.CreatedAt.UnixMilli(), t.UpdatedAt.UnixMilli(), t.ExpiresAt.UnixMilli(),
-		millis(t.AcceptedAt), millis(t.RevokedAt)}
+		millis(t.AcceptedAt), millis(t.RevokedAt),
+		t.RedirectURL, string(t.Metadata)}
 }
 
 // Create inserts a new token; with a code, a key or RevokePrevious, in one
@@ -173,8 +180,8 @@ func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateRes
 		return tokens.CreateResult{}, storeErr(ctx, op, err)
 	}
 	if c.Code != nil {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO sign_in_token_codes (token_id, user_id, code_hash, key_id) VALUES (?, ?, ?, ?)`,
-			t.ID, t.UserID, c.Code.Hash, c.Code.KeyID); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sign_in_token_codes (token_id, code_hash, key_id) VALUES (?, ?, ?)`,
+			t.ID, c.Code.Hash, c.Code.KeyID); err != nil {
 			return tokens.CreateResult{}, storeErr(ctx, op, err)
 		}
 	}
@@ -266,18 +273,17 @@ func (s *Store) RevokeUser(ctx context.Context, userID string, now time.Time) ([
 // their token pending and unexpired at ?2, fewer than ?3 wrong attempts.
 const codeCandidatesSQL = `
 SELECT c.token_id, c.code_hash, c.key_id
-FROM sign_in_token_codes AS c JOIN sign_in_tokens AS t ON t.id = c.token_id
-WHERE c.user_id = ?1 AND t.status = 'pending' AND t.expires_at > ?2 AND c.attempts < ?3
+FROM sign_in_tokens AS t JOIN sign_in_token_codes AS c ON c.token_id = t.id
+WHERE t.user_id = ?1 AND t.status = 'pending' AND t.expires_at > ?2 AND c.attempts < ?3
 ORDER BY c.token_id`
 
 // finishedCodesSQL reads the user's newest coded tokens that can no longer
 // be redeemed: finished, or pending past their expiry.
 const finishedCodesSQL = `
-SELECT t.id, t.user_id, coalesce(t.org_id, ''), t.status, t.ticket_hash,
-	t.created_at, t.updated_at, t.expires_at, t.accepted_at, t.revoked_at, c.code_hash, c.key_id
-FROM sign_in_token_codes AS c JOIN sign_in_tokens AS t ON t.id = c.token_id
-WHERE c.user_id = ?1 AND (t.status <> 'pending' OR t.expires_at <= ?2)
-ORDER BY t.created_at DESC, t.id DESC
+SELECT ` + tokenColumns + `, code_hash, key_id
+FROM sign_in_tokens JOIN sign_in_token_codes ON token_id = id
+WHERE user_id = ?1 AND (status <> 'pending' OR expires_at <= ?2)
+ORDER BY created_at DESC, id DESC
 LIMIT ?3`
 
 const redeemCodeSQL = `

@@ -4,8 +4,10 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -48,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) tokens.Store) {
 		{"RevokeUser", testRevokeUser},
 		{"RevokePrevious", testRevokePrevious},
 		{"RevokeUserRacesRedeem", testRevokeUserRacesRedeem},
+		{"RedirectAndMetadata", testRedirectAndMetadata},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -674,4 +677,89 @@ func createPlain(ctx context.Context, s tokens.Store, t tokens.Token) error {
 func createKeyed(ctx context.Context, s tokens.Store, t tokens.Token, key tokens.Idempotency) (tokens.Token, bool, error) {
 	res, err := s.Create(ctx, tokens.Creation{Token: t, Key: &key})
 	return res.Token, res.Created, err
+}
+
+// testRedirectAndMetadata: a token's redirect_url and metadata are kept and
+// read back by every method that returns a token, alone and in groups (many
+// creates and redemptions at once); a token without them reads back without.
+func testRedirectAndMetadata(t *testing.T, s tokens.Store) {
+	ctx := context.Background()
+	const n = 16
+	toks := make([]tokens.Token, n)
+	var wg sync.WaitGroup
+	for i := range toks {
+		toks[i] = token(fmt.Sprintf("sit_meta_%02d", i), "user_meta", now)
+		if i%4 != 0 {
+			toks[i].RedirectURL = fmt.Sprintf("https://app.example.com/auth/%d?x=1", i)
+			toks[i].Metadata = []byte(fmt.Sprintf(`{"i":%d,"nested":{"list":[1,"two",null]},"s":"<é>"}`, i))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := createPlain(ctx, s, toks[i]); err != nil {
+				t.Errorf("Create(%s): %v", toks[i].ID, err)
+			}
+		}()
+	}
+	wg.Wait()
+	check := func(op string, got tokens.Token, want tokens.Token) {
+		t.Helper()
+		if got.RedirectURL != want.RedirectURL {
+			t.Errorf("%s(%s): RedirectURL got %q, want %q", op, want.ID, got.RedirectURL, want.RedirectURL)
+		}
+		if !sameJSON(got.Metadata, want.Metadata) {
+			t.Errorf("%s(%s): Metadata got %s, want %s", op, want.ID, got.Metadata, want.Metadata)
+		}
+	}
+	for _, want := range toks {
+		got, err := s.Get(ctx, want.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("Get", got, want)
+	}
+	list, _, err := s.List(ctx, tokens.ListFilter{UserID: "user_meta", Limit: n})
+	if err != nil || len(list) != n {
+		t.Fatalf("List: got %d tokens, %v; want %d", len(list), err, n)
+	}
+	for _, got := range list {
+		for _, want := range toks {
+			if want.ID == got.ID {
+				check("List", got, want)
+			}
+		}
+	}
+	later := now.Add(time.Minute)
+	for i, want := range toks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var got tokens.Token
+			var err error
+			if i%2 == 0 {
+				got, _, err = s.Redeem(ctx, want.ID, want.TicketHash, later, nil)
+			} else {
+				got, _, err = s.Revoke(ctx, want.ID, later, nil)
+			}
+			if err != nil {
+				t.Errorf("change %s: %v", want.ID, err)
+				return
+			}
+			check("Redeem/Revoke", got, want)
+		}()
+	}
+	wg.Wait()
+}
+
+// sameJSON reports whether a and b are both absent or encode equal values;
+// PostgreSQL's jsonb keeps the value, not the spelling.
+func sameJSON(a, b []byte) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
 }
