@@ -38,7 +38,7 @@ func (b *bench) prepare(ctx context.Context, n int) ([]issued, error) {
 		go func() {
 			defer wg.Done()
 			for i := p; i < n; i += parts {
-				t := tokens.Token{ID: tokens.NewID(time.Now()), UserID: fmt.Sprintf("user_%d", i%100_000),
+				t := tokens.Token{ID: tokens.KindSignIn.NewID(time.Now()), UserID: fmt.Sprintf("user_%d", i%100_000),
 					Status: tokens.StatusPending, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}
 				ticket, err := b.ticketer.Sign(t)
 				if err != nil {
@@ -104,7 +104,7 @@ func (b *bench) seed(ctx context.Context, n int) error {
 			default:
 				updated = created
 			}
-			row[0], row[1], row[2], row[3], row[4] = tokens.NewID(created), fmt.Sprintf("user_%d", rng.IntN(100_000)), nil, string(status), hash
+			row[0], row[1], row[2], row[3], row[4] = tokens.KindSignIn.NewID(created), fmt.Sprintf("user_%d", rng.IntN(100_000)), nil, string(status), hash
 			row[5], row[6], row[7], row[8], row[9] = created, updated, created.Add(month), accepted, revoked
 			return row, nil
 		}))

@@ -117,7 +117,7 @@ func (b *bench) baselineDriver() driver {
 	return driver{
 		name: targetBaseline,
 		create: func(ctx context.Context, w *worker) (issued, error) {
-			id := tokens.NewID(time.Now())
+			id := tokens.KindSignIn.NewID(time.Now())
 			sum := sha256.Sum256([]byte(id))
 			now := time.Now().UTC().Truncate(time.Millisecond)
 			t := tokens.Token{ID: id, UserID: string(w.userID(w.n)), Status: tokens.StatusPending,

@@ -35,11 +35,11 @@ func TestStartsWhileDatabaseUnreachable(t *testing.T) {
 	// refuse it, and the database is out of reach.
 	now := time.Now()
 	ticket, err := tokens.NewTicketer(keys, "signin-tokens", time.Now).Sign(tokens.Token{
-		ID: tokens.NewID(time.Now()), UserID: "user_1", CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)})
+		ID: tokens.KindSignIn.NewID(time.Now()), UserID: "user_1", CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := tokens.NewID(time.Now())
+	id := tokens.KindSignIn.NewID(time.Now())
 	for _, c := range []struct{ method, path, key, body string }{
 		{"GET", "/readyz", "", ""},
 		{"POST", "/v1/sign_in_tokens", testSecretKey, `{"user_id":"user_1"}`},
@@ -185,7 +185,7 @@ func TestDatabaseCutMidRequest(t *testing.T) {
 	// cut between them, it leaves nothing behind, and the retry creates the
 	// token once.
 	t.Run("idempotent create cut inside its transaction", func(t *testing.T) {
-		key := "retry-" + tokens.NewID(time.Now())
+		key := "retry-" + tokens.KindSignIn.NewID(time.Now())
 		call := func() (reply, error) {
 			return send(in.base, "POST", "/v1/sign_in_tokens", testSecretKey, `{"user_id":"user_idem"}`, "Idempotency-Key", key)
 		}

@@ -31,7 +31,7 @@ func TestSweepDeletesOnlyWhatRetentionAllows(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	old := now.Add(-48 * time.Hour)
 	put := func(created, expires time.Time, finish func(id string)) string {
-		tok := tokens.Token{ID: tokens.NewID(time.Now()), UserID: "u", Status: tokens.StatusPending, TicketHash: []byte{1},
+		tok := tokens.Token{ID: tokens.KindSignIn.NewID(time.Now()), UserID: "u", Status: tokens.StatusPending, TicketHash: []byte{1},
 			CreatedAt: created, UpdatedAt: created, ExpiresAt: expires}
 		if _, err := st.Create(ctx, tokens.Creation{Token: tok}); err != nil {
 			t.Fatal(err)

@@ -32,7 +32,7 @@ func TestErrorRows(t *testing.T) {
 	if r := b.do("POST", "/v1/sign_in_tokens/"+revoked["id"].(string)+"/revoke", ""); r.status != 200 {
 		t.Fatalf("revoke: %d %s", r.status, r.raw)
 	}
-	unstored, err := b.ticketer.Sign(tokens.Token{ID: tokens.NewID(time.Now()), UserID: "user_4",
+	unstored, err := b.ticketer.Sign(tokens.Token{ID: tokens.KindSignIn.NewID(time.Now()), UserID: "user_4",
 		CreatedAt: b.clock.Now(), ExpiresAt: b.clock.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)

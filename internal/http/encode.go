@@ -62,15 +62,27 @@ func (o tokenObject) appendJSON(b []byte) []byte {
 		b = appendJSONString(b, o.RedirectURL)
 	}
 	if len(o.Metadata) > 0 {
-		// Rare, and encoding/json's compacting and escaping are kept as they are.
-		m, err := json.Marshal(o.Metadata)
-		if err != nil {
-			m = []byte("null") // never stored: metadata is checked to be an object
-		}
-		b = append(b, `,"metadata":`...)
-		b = append(b, m...)
+		b = appendRawJSON(b, `,"metadata":`, o.Metadata)
+	}
+	if len(o.Actor) > 0 {
+		b = appendRawJSON(b, `,"actor":`, o.Actor)
+	}
+	if o.SessionMaxDuration != 0 {
+		b = append(b, `,"session_max_duration_in_seconds":`...)
+		b = strconv.AppendInt(b, o.SessionMaxDuration, 10)
 	}
 	return append(b, '}')
+}
+
+// appendRawJSON appends a field of a stored JSON object. It is rare, and
+// encoding/json's compacting and escaping are kept as they are.
+func appendRawJSON(b []byte, field string, v json.RawMessage) []byte {
+	m, err := json.Marshal(v)
+	if err != nil {
+		m = []byte("null") // never stored: both are checked to be objects
+	}
+	b = append(b, field...)
+	return append(b, m...)
 }
 
 // appendJSONString appends s as a JSON string, exactly as encoding/json

@@ -13,19 +13,46 @@ import (
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
-func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(r)
-	if err != nil {
-		return err
+// create issues a token of kind: a sign-in token takes Clerk's body and our
+// extensions to it, an actor token Clerk's actor token body.
+func (s *Server) create(kind tokens.Kind) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		p, err := readParams(r)
+		if err != nil {
+			return err
+		}
+		in := tokens.CreateParams{Kind: kind, IdempotencyKey: r.Header.Get("Idempotency-Key")}
+		if in.UserID, err = p.string("user_id"); err != nil {
+			return err
+		}
+		if in.ExpiresInSeconds, err = p.int64("expires_in_seconds"); err != nil {
+			return err
+		}
+		if kind == tokens.KindActor {
+			err = actorParams(p, &in)
+		} else {
+			err = signInParams(p, &in)
+		}
+		if err != nil {
+			return err
+		}
+		created, err := s.service.Create(r.Context(), in)
+		if err != nil {
+			return err
+		}
+		obj := newTokenObject(created.Token)
+		obj.Token = created.Ticket
+		obj.Code = created.Code
+		obj.URL = s.linkURL(created.Token, created.Ticket)
+		writeJSON(w, http.StatusOK, obj)
+		return nil
 	}
-	var in tokens.CreateParams
-	if in.UserID, err = p.string("user_id"); err != nil {
-		return err
-	}
+}
+
+// signInParams reads what only a sign-in token's create takes.
+func signInParams(p params, in *tokens.CreateParams) error {
+	var err error
 	if in.OrgID, err = p.string("org_id"); err != nil {
-		return err
-	}
-	if in.ExpiresInSeconds, err = p.int64("expires_in_seconds"); err != nil {
 		return err
 	}
 	if in.CodeLength, err = p.int64("code_length"); err != nil {
@@ -37,51 +64,53 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) error {
 	if in.RedirectURL, err = p.string("redirect_url"); err != nil {
 		return err
 	}
-	if in.Metadata, err = p.object("metadata"); err != nil {
-		return err
-	}
-	in.IdempotencyKey = r.Header.Get("Idempotency-Key")
-	created, err := s.service.Create(r.Context(), in)
-	if err != nil {
-		return err
-	}
-	obj := newTokenObject(created.Token)
-	obj.Token = created.Ticket
-	obj.Code = created.Code
-	obj.URL = s.linkURL(created.Token, created.Ticket)
-	writeJSON(w, http.StatusOK, obj)
-	return nil
+	in.Metadata, err = p.object("metadata")
+	return err
 }
 
-func (s *Server) get(w http.ResponseWriter, r *http.Request) error {
-	tok, err := s.service.Get(r.Context(), chi.URLParam(r, "id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, newTokenObject(tok))
-	return nil
-}
-
-func (s *Server) list(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	f := tokens.ListFilter{UserID: q.Get("user_id"), Status: tokens.Status(q.Get("status"))}
+// actorParams reads what only an actor token's create takes.
+func actorParams(p params, in *tokens.CreateParams) error {
 	var err error
-	if f.Limit, err = queryInt(q.Get("limit"), "limit", tokens.DefaultListLimit); err != nil {
+	if in.Actor, err = p.object("actor"); err != nil {
 		return err
 	}
-	if f.Offset, err = queryInt(q.Get("offset"), "offset", 0); err != nil {
-		return err
+	in.SessionMaxDurationInSeconds, err = p.int64("session_max_duration_in_seconds")
+	return err
+}
+
+func (s *Server) get(kind tokens.Kind) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		tok, err := s.service.Get(r.Context(), kind, chi.URLParam(r, "id"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, newTokenObject(tok))
+		return nil
 	}
-	found, total, err := s.service.List(r.Context(), f)
-	if err != nil {
-		return err
+}
+
+func (s *Server) list(kind tokens.Kind) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		q := r.URL.Query()
+		f := tokens.ListFilter{Kind: kind, UserID: q.Get("user_id"), Status: tokens.Status(q.Get("status"))}
+		var err error
+		if f.Limit, err = queryInt(q.Get("limit"), "limit", tokens.DefaultListLimit); err != nil {
+			return err
+		}
+		if f.Offset, err = queryInt(q.Get("offset"), "offset", 0); err != nil {
+			return err
+		}
+		found, total, err := s.service.List(r.Context(), f)
+		if err != nil {
+			return err
+		}
+		out := listObject{Data: make([]tokenObject, 0, len(found)), TotalCount: total}
+		for _, t := range found {
+			out.Data = append(out.Data, newTokenObject(t))
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
 	}
-	out := listObject{Data: make([]tokenObject, 0, len(found)), TotalCount: total}
-	for _, t := range found {
-		out.Data = append(out.Data, newTokenObject(t))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
 }
 
 // queryInt parses an optional integer query parameter; "" gives def.
@@ -96,14 +125,16 @@ func queryInt(v, name string, def int) (int, error) {
 	return n, nil
 }
 
-func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
-	// The body is ignored: none, {} and the Go SDK's literal null all revoke.
-	tok, err := s.service.Revoke(r.Context(), chi.URLParam(r, "id"), r.Header.Get("Idempotency-Key"))
-	if err != nil {
-		return err
+func (s *Server) revoke(kind tokens.Kind) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		// The body is ignored: none, {} and the Go SDK's literal null all revoke.
+		tok, err := s.service.Revoke(r.Context(), kind, chi.URLParam(r, "id"), r.Header.Get("Idempotency-Key"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, newTokenObject(tok))
+		return nil
 	}
-	writeJSON(w, http.StatusOK, newTokenObject(tok))
-	return nil
 }
 
 // ticketParam reads the ticket field of a verify body.

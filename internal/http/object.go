@@ -8,7 +8,9 @@ import (
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
-// tokenObject is the wire form of a sign-in token.
+// tokenObject is the wire form of a token of either kind: object says which.
+// A sign-in token may have org_id, redirect_url and metadata; an actor token
+// has actor and session_max_duration_in_seconds.
 type tokenObject struct {
 	Object     string `json:"object"`
 	ID         string `json:"id"`
@@ -26,6 +28,9 @@ type tokenObject struct {
 	// RedirectURL and Metadata are shown wherever the token is, when set.
 	RedirectURL string          `json:"redirect_url,omitempty"`
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
+	// Actor and SessionMaxDuration (seconds) are an actor token's.
+	Actor              json.RawMessage `json:"actor,omitempty"`
+	SessionMaxDuration int64           `json:"session_max_duration_in_seconds,omitempty"`
 }
 
 // listObject is Clerk's paginated list shape.
@@ -36,7 +41,7 @@ type listObject struct {
 
 func newTokenObject(t tokens.Token) tokenObject {
 	return tokenObject{
-		Object:     "sign_in_token",
+		Object:     string(t.Kind()),
 		ID:         t.ID,
 		UserID:     t.UserID,
 		Status:     string(t.Status),
@@ -49,6 +54,9 @@ func newTokenObject(t tokens.Token) tokenObject {
 
 		RedirectURL: t.RedirectURL,
 		Metadata:    t.Metadata,
+
+		Actor:              t.Actor,
+		SessionMaxDuration: int64(t.SessionMaxDuration / time.Second),
 	}
 }
 

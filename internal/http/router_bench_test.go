@@ -30,7 +30,7 @@ func (s *stubStore) Create(_ context.Context, c tokens.Creation) (tokens.CreateR
 	return tokens.CreateResult{Token: c.Token, Created: true}, nil
 }
 
-func (s *stubStore) RevokeUser(context.Context, string, time.Time) ([]tokens.Token, error) {
+func (s *stubStore) RevokeUser(context.Context, tokens.Kind, string, time.Time) ([]tokens.Token, error) {
 	return nil, nil
 }
 

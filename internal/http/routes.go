@@ -5,6 +5,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
 // routes is the whole API, top to bottom. Every API route is served under
@@ -42,10 +44,14 @@ func (s *Server) routes(cfg Config) http.Handler {
 		r.Use(requireKey(newKeyRing(cfg.SecretKeys)))
 		r.Use(deadline(cfg.RequestTimeout))
 		r.Use(limits.perKey)
-		r.Post("/sign_in_tokens", handle(s.create))
-		r.Get("/sign_in_tokens", handle(s.list))
-		r.Get("/sign_in_tokens/{id}", handle(s.get))
-		r.Post("/sign_in_tokens/{id}/revoke", handle(s.revoke))
+		r.Post("/sign_in_tokens", handle(s.create(tokens.KindSignIn)))
+		r.Get("/sign_in_tokens", handle(s.list(tokens.KindSignIn)))
+		r.Get("/sign_in_tokens/{id}", handle(s.get(tokens.KindSignIn)))
+		r.Post("/sign_in_tokens/{id}/revoke", handle(s.revoke(tokens.KindSignIn)))
+		r.Post("/actor_tokens", handle(s.create(tokens.KindActor)))
+		r.Get("/actor_tokens", handle(s.list(tokens.KindActor)))
+		r.Get("/actor_tokens/{id}", handle(s.get(tokens.KindActor)))
+		r.Post("/actor_tokens/{id}/revoke", handle(s.revoke(tokens.KindActor)))
 		r.Post("/users/{user_id}/sign_in_tokens/revoke", handle(s.revokeUser))
 		r.With(limits.perAddress).Post("/tickets/redeem", handle(s.redeem))
 		r.With(limits.perAddress).Post("/tickets/verify", handle(s.verify))

@@ -23,7 +23,7 @@ func TestVerify(t *testing.T) {
 	revoked := b.create(`{"user_id":"user_r"}`)
 	b.mustStatus(b.do("POST", "/v1/sign_in_tokens/"+revoked["id"].(string)+"/revoke", ""), 200)
 	expiring := b.create(`{"user_id":"user_e","expires_in_seconds":60}`)
-	unstored, err := b.ticketer.Sign(tokens.Token{ID: tokens.NewID(b.clock.Now()), UserID: "user_x",
+	unstored, err := b.ticketer.Sign(tokens.Token{ID: tokens.KindSignIn.NewID(b.clock.Now()), UserID: "user_x",
 		CreatedAt: b.clock.Now(), ExpiresAt: b.clock.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func runVerifyProperty(t *testing.T, seed uint64, steps int) {
 		}
 		cases = append(cases, verifyCase{ticket: forged, token: m, forged: true})
 	}
-	unstored, _ := b.ticketer.Sign(tokens.Token{ID: tokens.NewID(b.clock.Now()), UserID: "user_x",
+	unstored, _ := b.ticketer.Sign(tokens.Token{ID: tokens.KindSignIn.NewID(b.clock.Now()), UserID: "user_x",
 		CreatedAt: b.clock.Now(), ExpiresAt: b.clock.Now().Add(24 * time.Hour)})
 	cases = append(cases, verifyCase{ticket: unstored}, verifyCase{ticket: "garbage.ticket.x"}, verifyCase{ticket: ""})
 

@@ -47,6 +47,9 @@ var outcomeByCode = map[string]string{
 	tokens.CodeParamMissing:       OutcomeMissing,
 	tokens.CodeUnavailable:        OutcomeUnavailable,
 	tokens.CodeCodeIncorrect:      OutcomeCodeWrong,
+	tokens.CodeActorAlreadyUsed:   OutcomeAlreadyUsed,
+	tokens.CodeActorRevoked:       OutcomeRevoked,
+	tokens.CodeActorCannotBeUsed:  OutcomeNotFound,
 	tokens.CodeVerificationFailed: OutcomeCodesGone,
 }
 

@@ -174,7 +174,7 @@ func TestScrapeAfterTraffic(t *testing.T) {
 	b.create(`{"user_id":"user_4"}`, "Idempotency-Key", "k1")
 	b.create(`{"user_id":"user_4"}`, "Idempotency-Key", "k1")
 	b.create(`{"user_id":"user_5"}`)
-	unstored, err := b.ticketer.Sign(tokens.Token{ID: tokens.NewID(time.Now()), UserID: "user_6",
+	unstored, err := b.ticketer.Sign(tokens.Token{ID: tokens.KindSignIn.NewID(time.Now()), UserID: "user_6",
 		CreatedAt: b.now(), ExpiresAt: b.now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)

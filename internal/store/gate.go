@@ -78,12 +78,12 @@ func (g *Gate) Create(ctx context.Context, c tokens.Creation) (tokens.CreateResu
 }
 
 // RevokeUser passes to the open store's RevokeUser.
-func (g *Gate) RevokeUser(ctx context.Context, userID string, now time.Time) ([]tokens.Token, error) {
+func (g *Gate) RevokeUser(ctx context.Context, kind tokens.Kind, userID string, now time.Time) ([]tokens.Token, error) {
 	st, err := g.store()
 	if err != nil {
 		return nil, err
 	}
-	return st.RevokeUser(ctx, userID, now)
+	return st.RevokeUser(ctx, kind, userID, now)
 }
 
 // RedeemCode passes to the open store's RedeemCode.

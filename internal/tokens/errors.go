@@ -21,6 +21,10 @@ const (
 	CodeCannotBeUsed        = "sign_in_token_cannot_be_used_code"
 	CodeIdempotencyMismatch = "idempotency_key_reused"
 	CodeCodeIncorrect       = "form_code_incorrect"
+	CodeActorCannotRevoke   = "actor_token_cannot_be_revoked_code"
+	CodeActorAlreadyUsed    = "actor_token_already_used_code"
+	CodeActorRevoked        = "actor_token_revoked_code"
+	CodeActorCannotBeUsed   = "actor_token_cannot_be_used_code"
 	CodeVerificationFailed  = "verification_failed"
 	CodeUserLookupFailed    = "user_lookup_failed"
 	CodeUnavailable         = "service_unavailable"
@@ -82,6 +86,14 @@ var (
 		LongMessage: "No user was found with the given user_id."}
 	ErrUserLookupFailed = &Error{Code: CodeUserLookupFailed, Message: "user lookup failed",
 		LongMessage: "The user directory could not be asked whether the user exists. Try again later."}
+	ErrActorCannotRevoke = &Error{Code: CodeActorCannotRevoke, Message: "cannot revoke",
+		LongMessage: "Actor token cannot be revoked. Only pending tokens can be revoked."}
+	ErrActorAlreadyUsed = &Error{Code: CodeActorAlreadyUsed, Message: "already used",
+		LongMessage: "This actor token has already been used. Each token can only be used once."}
+	ErrActorRevoked = &Error{Code: CodeActorRevoked, Message: "revoked",
+		LongMessage: "This actor token has been revoked and cannot be used anymore."}
+	ErrActorCannotBeUsed = &Error{Code: CodeActorCannotBeUsed, Message: "cannot be used",
+		LongMessage: "This actor token cannot be used."}
 	ErrCodeIncorrect = &Error{Code: CodeCodeIncorrect, Param: "code", Message: "is incorrect",
 		LongMessage: "Incorrect code."}
 	ErrVerificationFailed = &Error{Code: CodeVerificationFailed, Message: "failed",
@@ -101,4 +113,15 @@ func ParamMissing(name string) *Error {
 func ParamValueInvalid(name, why string) *Error {
 	return &Error{Code: CodeParamValueInvalid, Param: name, Message: "is invalid",
 		LongMessage: name + " is invalid: " + why}
+}
+
+// kindErrors are the errors whose code names the token's kind.
+type kindErrors struct {
+	cannotRevoke, alreadyUsed, revoked, cannotBeUsed *Error
+	name                                             string // in messages
+}
+
+var errorsOf = map[Kind]kindErrors{
+	KindSignIn: {ErrCannotRevoke, ErrAlreadyUsed, ErrRevoked, ErrCannotBeUsed, "Sign in token"},
+	KindActor:  {ErrActorCannotRevoke, ErrActorAlreadyUsed, ErrActorRevoked, ErrActorCannotBeUsed, "Actor token"},
 }

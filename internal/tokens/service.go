@@ -76,8 +76,16 @@ func NewService(cfg Config) *Service {
 // now is the service's clock at the millisecond resolution the API exposes.
 func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Millisecond) }
 
+// Defaults and limits of actor tokens, Clerk's.
+const (
+	DefaultActorExpiresIn          = time.Hour
+	DefaultActorSessionMaxDuration = 30 * time.Minute
+	MaxActorBytes                  = 4 << 10
+)
+
 // CreateParams are the inputs of Create.
 type CreateParams struct {
+	Kind             Kind // "" is KindSignIn
 	UserID           string
 	OrgID            string
 	ExpiresInSeconds *int64 // nil means the configured default
@@ -86,6 +94,11 @@ type CreateParams struct {
 	IdempotencyKey   string // optional; a retried create with the same key returns the same token
 	RedirectURL      string // optional; must pass the service's RedirectPolicy
 	Metadata         []byte // optional; a compact JSON object, stored and shown, never in the ticket
+	// Actor, for an actor token (required there), is the JSON object naming
+	// who acts, with a string "sub"; its sub goes in the ticket's act claim.
+	Actor []byte
+	// SessionMaxDurationInSeconds, for an actor token; nil: 1800.
+	SessionMaxDurationInSeconds *int64
 }
 
 // Created is a new token with its ticket, and its code when one was asked
@@ -111,12 +124,21 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (Created, error) {
 		}
 	}
 	ttl := s.defaultTTL
+	if p.Kind == KindActor {
+		ttl = DefaultActorExpiresIn
+	}
 	if p.ExpiresInSeconds != nil {
 		ttl = time.Duration(*p.ExpiresInSeconds) * time.Second
 	}
 	now := s.now()
-	tok := Token{ID: NewID(now), UserID: p.UserID, OrgID: p.OrgID, Status: StatusPending,
+	tok := Token{ID: p.Kind.NewID(now), UserID: p.UserID, OrgID: p.OrgID, Status: StatusPending,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(ttl), RedirectURL: p.RedirectURL, Metadata: p.Metadata}
+	if p.Kind == KindActor {
+		tok.Actor, tok.SessionMaxDuration = p.Actor, DefaultActorSessionMaxDuration
+		if v := p.SessionMaxDurationInSeconds; v != nil {
+			tok.SessionMaxDuration = time.Duration(*v) * time.Second
+		}
+	}
 	ticket, err := s.tickets.Sign(tok)
 	if err != nil {
 		return Created{}, fmt.Errorf("sign ticket: %w", err)
@@ -176,6 +198,12 @@ func (s *Service) replayCreate(p CreateParams, res CreateResult) (Created, error
 
 // validateCreate checks p and puts its redirect_url in normalised form.
 func (s *Service) validateCreate(p *CreateParams) error {
+	if p.Kind == "" {
+		p.Kind = KindSignIn
+	}
+	if err := s.validateKind(p); err != nil {
+		return err
+	}
 	switch {
 	case p.UserID == "":
 		return ParamMissing("user_id")
@@ -214,6 +242,36 @@ func (s *Service) validateCreate(p *CreateParams) error {
 	return nil
 }
 
+// validateKind checks what only one kind of token takes.
+func (s *Service) validateKind(p *CreateParams) error {
+	switch p.Kind {
+	case KindSignIn:
+		if p.Actor != nil || p.SessionMaxDurationInSeconds != nil {
+			return fmt.Errorf("a sign-in token with an actor")
+		}
+		return nil
+	case KindActor:
+		if p.CodeLength != nil || p.RevokePrevious || p.RedirectURL != "" || p.Metadata != nil {
+			return fmt.Errorf("an actor token with sign-in token parameters")
+		}
+	default:
+		return fmt.Errorf("unknown kind %q", p.Kind)
+	}
+	if p.Actor == nil {
+		return ParamMissing("actor")
+	}
+	if len(p.Actor) > MaxActorBytes {
+		return ParamValueInvalid("actor", fmt.Sprintf("must be at most %d bytes encoded.", MaxActorBytes))
+	}
+	if _, ok := ActorSubject(p.Actor); !ok {
+		return ParamValueInvalid("actor", "must include a sub: the id of the user who acts, a non-empty string.")
+	}
+	if v := p.SessionMaxDurationInSeconds; v != nil && (*v < 1 || *v > int64(s.maxTTL/time.Second)) {
+		return ParamValueInvalid("session_max_duration_in_seconds", fmt.Sprintf("must be between 1 and %d.", int64(s.maxTTL/time.Second)))
+	}
+	return nil
+}
+
 // createRequestHash identifies a create request's parameters, so a reused
 // Idempotency-Key with different parameters can be told apart.
 func createRequestHash(p CreateParams) []byte {
@@ -235,12 +293,19 @@ func createRequestHash(p CreateParams) []byte {
 		// Only when given, so keys recorded before these fields existed still match.
 		fmt.Fprintf(h, "|%d:%s|%d:%s", len(p.RedirectURL), p.RedirectURL, len(p.Metadata), p.Metadata)
 	}
+	if p.Kind == KindActor {
+		session := "default"
+		if p.SessionMaxDurationInSeconds != nil {
+			session = fmt.Sprint(*p.SessionMaxDurationInSeconds)
+		}
+		fmt.Fprintf(h, "|actor:%d:%s|%s", len(p.Actor), p.Actor, session)
+	}
 	return h.Sum(nil)
 }
 
-// Get returns one token.
-func (s *Service) Get(ctx context.Context, id string) (Token, error) {
-	if !ValidID(id) {
+// Get returns one token of the given kind.
+func (s *Service) Get(ctx context.Context, kind Kind, id string) (Token, error) {
+	if !ValidID(id) || KindOf(id) != kind {
 		return Token{}, ErrNotFound
 	}
 	return s.store.Get(ctx, id)
@@ -258,6 +323,9 @@ func (s *Service) List(ctx context.Context, f ListFilter) ([]Token, int, error) 
 		return nil, 0, ParamValueInvalid("status", "must be one of pending, accepted, revoked.")
 	case len(f.UserID) > MaxIDParamBytes:
 		return nil, 0, ParamValueInvalid("user_id", fmt.Sprintf("must be at most %d bytes.", MaxIDParamBytes))
+	}
+	if f.Kind == "" {
+		f.Kind = KindSignIn
 	}
 	return s.store.List(ctx, f)
 }
@@ -286,11 +354,11 @@ func idempotency(key, op string, request []byte, now time.Time) *Idempotency {
 // Revoke moves a pending token to revoked. An expired pending token may be
 // revoked. With an idempotency key, a retry of a revoke that succeeded
 // answers the token as that revoke left it.
-func (s *Service) Revoke(ctx context.Context, id, idempotencyKey string) (Token, error) {
+func (s *Service) Revoke(ctx context.Context, kind Kind, id, idempotencyKey string) (Token, error) {
 	if err := validKey(idempotencyKey); err != nil {
 		return Token{}, err
 	}
-	if !ValidID(id) {
+	if !ValidID(id) || KindOf(id) != kind {
 		return Token{}, ErrNotFound
 	}
 	now := s.now()
@@ -299,8 +367,9 @@ func (s *Service) Revoke(ctx context.Context, id, idempotencyKey string) (Token,
 	case err != nil:
 		return Token{}, err
 	case change == Unchanged:
-		e := *ErrCannotRevoke
-		e.LongMessage = fmt.Sprintf("Sign in token cannot be revoked because its status is %s. Only pending tokens can be revoked.", tok.Status)
+		errs := errorsOf[kind]
+		e := *errs.cannotRevoke
+		e.LongMessage = fmt.Sprintf("%s cannot be revoked because its status is %s. Only pending tokens can be revoked.", errs.name, tok.Status)
 		return tok, &e
 	case change == Changed:
 		s.observer.Revoked(tok)
@@ -358,7 +427,7 @@ func (s *Service) redeem(ctx context.Context, p RedeemParams) (Token, Change, er
 	tok, change, err := s.store.Redeem(ctx, claims.ID, hash, now, idempotency(p.IdempotencyKey, "redeem", hash, now))
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return Token{}, Unchanged, ErrCannotBeUsed
+		return Token{}, Unchanged, errorsOf[KindOf(claims.ID)].cannotBeUsed
 	case err != nil:
 		return Token{}, Unchanged, err
 	case change != Unchanged:
@@ -423,7 +492,7 @@ func (s *Service) RevokeUser(ctx context.Context, userID string) ([]Token, error
 	if len(userID) > MaxIDParamBytes || !utf8.ValidString(userID) {
 		return nil, ParamValueInvalid("user_id", fmt.Sprintf("must be valid UTF-8 of at most %d bytes.", MaxIDParamBytes))
 	}
-	revoked, err := s.store.RevokeUser(ctx, userID, s.now())
+	revoked, err := s.store.RevokeUser(ctx, KindSignIn, userID, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -444,9 +513,9 @@ func refusal(tok Token, hash []byte, now time.Time) error {
 	case tok.Status == StatusPending && tok.Expired(now):
 		return ErrTicketExpired
 	case tok.Status == StatusAccepted:
-		return ErrAlreadyUsed
+		return errorsOf[tok.Kind()].alreadyUsed
 	case tok.Status == StatusRevoked:
-		return ErrRevoked
+		return errorsOf[tok.Kind()].revoked
 	case tok.Status != StatusPending:
 		return fmt.Errorf("token %s has unknown status %q", tok.ID, tok.Status)
 	}
@@ -475,7 +544,7 @@ func (s *Service) verify(ctx context.Context, ticket string) (Token, error) {
 	tok, err := s.store.Get(ctx, claims.ID)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return Token{}, ErrCannotBeUsed
+		return Token{}, errorsOf[KindOf(claims.ID)].cannotBeUsed
 	case err != nil:
 		return Token{}, err
 	}

@@ -2,14 +2,12 @@ package tokens
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
-
-// TicketType is the "st" claim every ticket carries.
-const TicketType = "sign_in_token"
 
 // MaxTicketBytes bounds what Verify will parse. Tickets we issue are a few
 // hundred bytes; anything far larger is refused before any decoding.
@@ -18,9 +16,16 @@ const MaxTicketBytes = 4096
 // TicketClaims are the claims of a ticket JWT.
 type TicketClaims struct {
 	SessionID string `json:"sid"`
-	Type      string `json:"st"`
+	Type      string `json:"st"` // the token's kind
 	OrgID     string `json:"org_id,omitempty"`
+	// Actor is RFC 8693's "act" claim: who acts, in actor tickets only.
+	Actor *ActClaim `json:"act,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// ActClaim is the "act" claim of an actor ticket.
+type ActClaim struct {
+	Subject string `json:"sub"`
 }
 
 // Ticketer signs and verifies tickets with a key set and an issuer.
@@ -53,7 +58,7 @@ func (t *Ticketer) Sign(tok Token) (string, error) {
 	k := t.keys.Signer()
 	claims := TicketClaims{
 		SessionID: tok.ID,
-		Type:      TicketType,
+		Type:      string(tok.Kind()),
 		OrgID:     tok.OrgID,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    t.issuer,
@@ -62,6 +67,13 @@ func (t *Ticketer) Sign(tok Token) (string, error) {
 			IssuedAt:  jwt.NewNumericDate(tok.CreatedAt.Truncate(time.Second)),
 			ExpiresAt: jwt.NewNumericDate(tok.ExpiresAt.Truncate(time.Second)),
 		},
+	}
+	if tok.Kind() == KindActor {
+		sub, ok := ActorSubject(tok.Actor)
+		if !ok {
+			return "", errors.New("an actor token without an actor sub")
+		}
+		claims.Actor = &ActClaim{Subject: sub}
 	}
 	jt := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	jt.Header["kid"] = k.ID
@@ -88,9 +100,15 @@ func (t *Ticketer) Verify(ticket string) (*TicketClaims, error) {
 	if err != nil {
 		return nil, ErrTicketInvalid
 	}
-	if claims.Issuer != t.issuer || claims.Type != TicketType || claims.ID == "" ||
+	kind := KindOf(claims.ID)
+	if claims.Issuer != t.issuer || kind == "" || claims.Type != string(kind) ||
 		claims.SessionID != claims.ID || !ValidID(claims.ID) || claims.Subject == "" ||
 		claims.IssuedAt == nil || claims.ExpiresAt == nil {
+		return nil, ErrTicketInvalid
+	}
+	// An actor ticket names its actor, and only an actor ticket does: a
+	// ticket of one kind cannot pass for the other.
+	if (kind == KindActor) != (claims.Actor != nil) || claims.Actor != nil && claims.Actor.Subject == "" {
 		return nil, ErrTicketInvalid
 	}
 	if !t.now().Before(claims.ExpiresAt.Time) {
@@ -103,4 +121,15 @@ func (t *Ticketer) Verify(ticket string) (*TicketClaims, error) {
 func HashTicket(ticket string) []byte {
 	sum := sha256.Sum256([]byte(ticket))
 	return sum[:]
+}
+
+// ActorSubject returns the "sub" of an actor object: a non-empty string.
+func ActorSubject(actor []byte) (string, bool) {
+	var a struct {
+		Sub *string `json:"sub"`
+	}
+	if json.Unmarshal(actor, &a) != nil || a.Sub == nil || *a.Sub == "" {
+		return "", false
+	}
+	return *a.Sub, true
 }

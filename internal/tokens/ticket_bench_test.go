@@ -15,7 +15,7 @@ func benchTicketer(b *testing.B) (*tokens.Ticketer, tokens.Token) {
 		b.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	tok := tokens.Token{ID: tokens.NewID(time.Now()), UserID: "user_2pQxBenchmark", Status: tokens.StatusPending,
+	tok := tokens.Token{ID: tokens.KindSignIn.NewID(time.Now()), UserID: "user_2pQxBenchmark", Status: tokens.StatusPending,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)}
 	return tokens.NewTicketer(ks, "https://tokens.example.com", time.Now), tok
 }
@@ -64,6 +64,6 @@ func BenchmarkVerifyForged(b *testing.B) {
 func BenchmarkNewID(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		tokens.NewID(time.Now())
+		tokens.KindSignIn.NewID(time.Now())
 	}
 }

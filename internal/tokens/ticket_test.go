@@ -230,7 +230,7 @@ func TestNewID(t *testing.T) {
 	seen := map[string]bool{}
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	for i := 0; i < 1000; i++ {
-		id := tokens.NewID(now)
+		id := tokens.KindSignIn.NewID(now)
 		if len(id) != 31 || !strings.HasPrefix(id, "sit_") || !tokens.ValidID(id) || seen[id] {
 			t.Fatalf("id %q: want sit_ and 27 unique base62 characters", id)
 		}
@@ -241,12 +241,12 @@ func TestNewID(t *testing.T) {
 	times := []time.Time{time.Unix(0, 0), time.Unix(61, 0), time.Unix(62, 0), time.Unix(3843, 0),
 		time.Unix(3844, 0), now, now.Add(time.Second), now.Add(time.Minute), now.AddDate(100, 0, 0)}
 	for i := 1; i < len(times); i++ {
-		a, b := tokens.NewID(times[i-1]), tokens.NewID(times[i])
+		a, b := tokens.KindSignIn.NewID(times[i-1]), tokens.KindSignIn.NewID(times[i])
 		if a >= b {
 			t.Errorf("id at %v (%s) does not sort before id at %v (%s)", times[i-1], a, times[i], b)
 		}
 	}
-	if id := tokens.NewID(time.Unix(-5, 0)); !strings.HasPrefix(id, "sit_000000") {
+	if id := tokens.KindSignIn.NewID(time.Unix(-5, 0)); !strings.HasPrefix(id, "sit_000000") {
 		t.Errorf("id before 1970: got %s, want the time part clamped to 000000", id)
 	}
 	for _, bad := range []string{"", "sit_a/b", "sit_' OR 1=1", "sit_%2F", strings.Repeat("a", 65)} {
@@ -265,7 +265,7 @@ func TestVerifyRefusesAlteredTickets(t *testing.T) {
 	}
 	now := time.Now()
 	tk := tokens.NewTicketer(ks, "iss", func() time.Time { return now })
-	tok := tokens.Token{ID: tokens.NewID(now), UserID: "user_1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	tok := tokens.Token{ID: tokens.KindSignIn.NewID(now), UserID: "user_1", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	ticket, err := tk.Sign(tok)
 	if err != nil {
 		t.Fatal(err)

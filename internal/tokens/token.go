@@ -32,7 +32,40 @@ func (s Status) Valid() bool {
 	return false
 }
 
-// Token is a sign-in token as stored. The ticket itself is never stored; only
+// Kind is which of the two kinds of token a token is: a sign-in token, or an
+// actor token, which signs someone in as the user while naming who acts
+// (impersonation). They are one concept: one table, one set of verbs, one
+// store interface; the kind only changes defaults, the ticket's "st" and
+// "act" claims, and the codes of some errors. A token's kind is the prefix of
+// its id, so it is never stored apart from it.
+type Kind string
+
+// The kinds of token.
+const (
+	KindSignIn Kind = "sign_in_token"
+	KindActor  Kind = "actor_token"
+)
+
+// idPrefix is the kind's id prefix, also its object name's initials.
+func (k Kind) idPrefix() string {
+	if k == KindActor {
+		return "act_"
+	}
+	return "sit_"
+}
+
+// KindOf returns the kind of the token id, or "" for an id of neither kind.
+func KindOf(id string) Kind {
+	switch {
+	case strings.HasPrefix(id, "sit_"):
+		return KindSignIn
+	case strings.HasPrefix(id, "act_"):
+		return KindActor
+	}
+	return ""
+}
+
+// Token is a sign-in or actor token as stored. The ticket itself is never stored; only
 // TicketHash, its SHA-256, is.
 type Token struct {
 	ID         string
@@ -50,7 +83,16 @@ type Token struct {
 	RedirectURL string
 	// Metadata is a JSON object the creator attached, compact; nil when none.
 	Metadata []byte
+	// Actor, for an actor token, is the JSON object naming who acts, with a
+	// string "sub"; nil for a sign-in token.
+	Actor []byte
+	// SessionMaxDuration, for an actor token, is how long the session it
+	// starts may last; 0 for a sign-in token.
+	SessionMaxDuration time.Duration
 }
+
+// Kind returns the token's kind.
+func (t Token) Kind() Kind { return KindOf(t.ID) }
 
 // Expired reports whether t is past its expiry at now.
 func (t Token) Expired(now time.Time) bool { return !now.Before(t.ExpiresAt) }
@@ -68,6 +110,7 @@ func SortNewestFirst(list []Token) {
 
 // ListFilter selects and pages tokens for Store.List. Zero fields do not filter.
 type ListFilter struct {
+	Kind   Kind // "" lists sign-in tokens
 	UserID string
 	Status Status
 	Limit  int
@@ -125,8 +168,8 @@ type Creation struct {
 	Token Token
 	// Code, optional, is the stored form of the token's one-time code.
 	Code *StoredCode
-	// RevokePrevious revokes the user's other pending tokens in the same
-	// transaction as the insert.
+	// RevokePrevious revokes the user's other pending tokens of the same
+	// kind in the same transaction as the insert.
 	RevokePrevious bool
 	// Key, optional: a create retried under the same key and request
 	// returns the token the first one created.
@@ -203,9 +246,9 @@ type Store interface {
 	// recorded for the same request answers Replayed with the token as
 	// stored, one recorded for another request ErrIdempotencyMismatch.
 	Revoke(ctx context.Context, id string, now time.Time, key *Idempotency) (Token, Change, error)
-	// RevokeUser revokes every pending token of a user, expired ones
-	// included, in one statement, and returns them.
-	RevokeUser(ctx context.Context, userID string, now time.Time) ([]Token, error)
+	// RevokeUser revokes every pending token of one kind of a user,
+	// expired ones included, in one statement, and returns them.
+	RevokeUser(ctx context.Context, kind Kind, userID string, now time.Time) ([]Token, error)
 	// Redeem moves a pending, unexpired token whose ticket hash matches to
 	// accepted in one conditional statement. It returns the accepted token
 	// and Changed, or the token as stored and Unchanged when any condition
@@ -231,7 +274,7 @@ type Store interface {
 }
 
 const (
-	idPrefix   = "sit_"
+	idPrefix   = "sit_" // its length is that of every kind's prefix
 	idLength   = 27
 	base62     = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	maxIDBytes = 64
@@ -240,15 +283,16 @@ const (
 // idTimeLength is how many of an id's characters give its creation time.
 const idTimeLength = 6 // 62^6 seconds: until the year 3770
 
-// NewID returns a new id for a token created at created: "sit_", its Unix
+// NewID returns a new id of kind k for a token created at created: "sit_" or
+// "act_", its Unix
 // time in seconds as 6 base62 characters, and 21 random base62 characters
 // (about 125 bits). Later tokens get ids that sort after earlier ones, byte
 // by byte, so the primary key grows at its right edge instead of at random
 // pages, and the recent tokens that redemptions look up share a few pages
 // that stay in cache. The time it shows is already in the token's created_at.
-func NewID(created time.Time) string {
+func (k Kind) NewID(created time.Time) string {
 	var b [len(idPrefix) + idLength]byte
-	copy(b[:], idPrefix)
+	copy(b[:], k.idPrefix())
 	secs := uint64(max(created.Unix(), 0))
 	for i := len(idPrefix) + idTimeLength - 1; i >= len(idPrefix); i-- {
 		b[i] = base62[secs%62]

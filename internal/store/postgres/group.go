@@ -358,15 +358,13 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
 // accepted.
 const redeemTokensSQL = `
 UPDATE sign_in_tokens AS t
-SET status = 'accepted', accepted_at = r.now, updated_at = r.now
-FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS r(id, ticket_hash, now)
-WHERE t.id = r.id AND t.status = 'pending' AND t.ticket_hash = r.ticket_hash AND t.expires_at > r.now
-RETURNING t.id, t.user_id, coalesce(t.org_id, ''), t.status, t.ticket_hash,
-	t.created_at, t.updated_at, t.expires_at, t.accepted_at, t.revoked_at,
-	coalesce(t.redirect_url, ''), coalesce(t.metadata::text, '')`
+SET status = 'accepted', accepted_at = r.rnow, updated_at = r.rnow
+FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS r(rid, rhash, rnow)
+WHERE id = r.rid AND status = 'pending' AND ticket_hash = r.rhash AND expires_at > r.rnow
+RETURNING ` + tokenColumns
 
 // redeemKeyedTokensSQL is redeemTokensSQL for a group in which some
-// redemptions carry an idempotency key ($4, ” for none, with its request
+// redemptions carry an idempotency key ($4, empty for none, with its request
 // hash $5): the key of each accepted token is recorded in the same
 // statement. A key already stored fails the statement, and the group, on the
 // key's primary key. It costs more than redeemTokensSQL, so it is sent only
@@ -383,9 +381,7 @@ WITH accepted AS (
 	INSERT INTO idempotency_keys (key, request_hash, token_id, created_at)
 	SELECT key, request_hash, id, updated_at FROM accepted WHERE key <> ''
 )
-SELECT id, user_id, coalesce(org_id, ''), status, ticket_hash,
-	created_at, updated_at, expires_at, accepted_at, revoked_at,
-	coalesce(redirect_url, ''), coalesce(metadata::text, '')
+SELECT ` + tokenColumns + `
 FROM accepted`
 
 // writeGroup sends writes, a group of them or one redemption with a key, in

@@ -4,6 +4,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -155,14 +156,16 @@ func (s *Store) Close() error {
 // tokenColumns are the columns scanToken reads, in its order.
 const tokenColumns = `id, user_id, coalesce(org_id, ''), status, ticket_hash,
 	created_at, updated_at, expires_at, accepted_at, revoked_at,
-	coalesce(redirect_url, ''), coalesce(metadata::text, '')`
+	coalesce(redirect_url, ''), coalesce(metadata::text, ''),
+	coalesce(actor::text, ''), coalesce(session_max_duration_seconds, 0)`
 
 func scanToken(row pgx.Row) (tokens.Token, error) {
 	var t tokens.Token
-	var status, metadata string
+	var status, metadata, actor string
+	var sessionSeconds int64
 	err := row.Scan(&t.ID, &t.UserID, &t.OrgID, &status, &t.TicketHash,
 		&t.CreatedAt, &t.UpdatedAt, &t.ExpiresAt, &t.AcceptedAt, &t.RevokedAt,
-		&t.RedirectURL, &metadata)
+		&t.RedirectURL, &metadata, &actor, &sessionSeconds)
 	if err != nil {
 		return tokens.Token{}, err
 	}
@@ -170,6 +173,10 @@ func scanToken(row pgx.Row) (tokens.Token, error) {
 	if metadata != "" {
 		t.Metadata = []byte(metadata)
 	}
+	if actor != "" {
+		t.Actor = []byte(actor)
+	}
+	t.SessionMaxDuration = time.Duration(sessionSeconds) * time.Second
 	// pgx gives timestamptz in the local zone; the domain works in UTC.
 	t.CreatedAt, t.UpdatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC(), t.ExpiresAt.UTC()
 	t.AcceptedAt, t.RevokedAt = utc(t.AcceptedAt), utc(t.RevokedAt)
@@ -187,13 +194,14 @@ func utc(t *time.Time) *time.Time {
 const insertTokenSQL = `
 INSERT INTO sign_in_tokens (id, user_id, org_id, status, ticket_hash,
 	created_at, updated_at, expires_at, accepted_at, revoked_at,
-	redirect_url, metadata)
-VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $8, $9, $10, nullif($11, ''), nullif($12, '')::jsonb)`
+	redirect_url, metadata, actor, session_max_duration_seconds)
+VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $8, $9, $10, nullif($11, ''), nullif($12, '')::jsonb,
+	nullif($13, '')::jsonb, nullif($14, 0))`
 
 func insertTokenArgs(t tokens.Token) []any {
 	return []any{t.ID, t.UserID, t.OrgID, string(t.Status), t.TicketHash,
 		t.CreatedAt, t.UpdatedAt, t.ExpiresAt, t.AcceptedAt, t.RevokedAt,
-		t.RedirectURL, string(t.Metadata)}
+		t.RedirectURL, string(t.Metadata), string(t.Actor), int64(t.SessionMaxDuration / time.Second)}
 }
 
 // Create inserts a new token. A plain one (no code, no key, nothing to
@@ -201,7 +209,7 @@ func insertTokenArgs(t tokens.Token) []any {
 // is one transaction beside them (see createTx). An id already stored is an
 // error.
 func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateResult, error) {
-	if c.Code != nil || c.RevokePrevious || c.Key != nil {
+	if c.Code != nil || c.RevokePrevious || c.Key != nil || c.Token.Kind() != tokens.KindSignIn {
 		return s.createTx(ctx, c)
 	}
 	done := tokens.CreateResult{Token: c.Token, Created: true}
@@ -231,7 +239,8 @@ INSERT INTO sign_in_token_codes (token_id, code_hash, key_id) VALUES ($1, $2, $3
 // token, its code, and its idempotency key, which when already in use rolls
 // everything back and answers with the token created under it. Creates with
 // a code, a key or RevokePrevious are rare next to plain ones, so they are
-// not grouped.
+// not grouped; so are actor tokens, whose columns the grouped INSERT leaves
+// out.
 func (s *Store) createTx(ctx context.Context, c tokens.Creation) (tokens.CreateResult, error) {
 	const op = "create token"
 	t := c.Token
@@ -243,7 +252,7 @@ func (s *Store) createTx(ctx context.Context, c tokens.Creation) (tokens.CreateR
 
 	res := tokens.CreateResult{Token: t, Created: true}
 	if c.RevokePrevious {
-		rows, err := tx.Query(ctx, revokeUserSQL, t.UserID, t.CreatedAt)
+		rows, err := tx.Query(ctx, revokeUserSQL(t.Kind()), t.UserID, t.CreatedAt)
 		if res.Revoked, err = collectTokens(rows, err); err != nil {
 			return tokens.CreateResult{}, s.fail(ctx, op, err)
 		}
@@ -317,17 +326,27 @@ func collectTokens(rows pgx.Rows, err error) ([]tokens.Token, error) {
 	return list, err
 }
 
-// revokeUserSQL revokes every pending token of user $1 at $2.
-const revokeUserSQL = `
+// revokeUserSQL revokes every pending token of kind of user $1 at $2.
+func revokeUserSQL(kind tokens.Kind) string {
+	return `
 UPDATE sign_in_tokens
 SET status = 'revoked', revoked_at = $2, updated_at = $2
-WHERE user_id = $1 AND status = 'pending'
+WHERE user_id = $1 AND status = 'pending' AND ` + kindCondition(kind) + `
 RETURNING ` + tokenColumns
+}
+
+// kindCondition selects the tokens of one kind by their ids' prefix. The
+// prefix is written into the statement, not passed as a parameter, so that
+// the planner can use the partial indexes on it.
+func kindCondition(kind tokens.Kind) string {
+	prefix := kind.NewID(time.Time{})[:4]
+	return "substr(id, 1, 4) = '" + prefix + "'"
+}
 
 // RevokeUser revokes every pending token of a user, expired ones included,
 // in one statement, and returns them newest first.
-func (s *Store) RevokeUser(ctx context.Context, userID string, now time.Time) ([]tokens.Token, error) {
-	rows, err := s.pool.Query(ctx, revokeUserSQL, userID, now)
+func (s *Store) RevokeUser(ctx context.Context, kind tokens.Kind, userID string, now time.Time) ([]tokens.Token, error) {
+	rows, err := s.pool.Query(ctx, revokeUserSQL(kind), userID, now)
 	list, err := collectTokens(rows, err)
 	if err != nil {
 		return nil, s.fail(ctx, "revoke a user's tokens", err)
@@ -515,7 +534,7 @@ type Query struct {
 // are exported so the load tool explains the very statements the store
 // runs, not a copy.
 func ListQueries(f tokens.ListFilter) (page, count Query) {
-	var conds []string
+	conds := []string{kindCondition(cmp.Or(f.Kind, tokens.KindSignIn))}
 	var args []any
 	if f.UserID != "" {
 		args = append(args, f.UserID)
@@ -525,10 +544,7 @@ func ListQueries(f tokens.ListFilter) (page, count Query) {
 		args = append(args, string(f.Status))
 		conds = append(conds, fmt.Sprintf("status = $%d", len(args)))
 	}
-	where := ""
-	if len(conds) > 0 {
-		where = "WHERE " + strings.Join(conds, " AND ")
-	}
+	where := "WHERE " + strings.Join(conds, " AND ")
 	limit := f.Limit
 	if limit <= 0 {
 		limit = tokens.DefaultListLimit

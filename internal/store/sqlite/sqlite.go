@@ -4,6 +4,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -101,22 +102,27 @@ func (s *Store) Close() error { return s.db.Close() }
 // tokenColumns are the columns scanToken reads, in its order.
 const tokenColumns = `id, user_id, coalesce(org_id, ''), status, ticket_hash,
 	created_at, updated_at, expires_at, accepted_at, revoked_at,
-	coalesce(redirect_url, ''), coalesce(metadata, '')`
+	coalesce(redirect_url, ''), coalesce(metadata, ''),
+	coalesce(actor, ''), coalesce(session_max_duration_seconds, 0)`
 
 func scanToken(row interface{ Scan(...any) error }) (tokens.Token, error) {
 	var t tokens.Token
-	var status, metadata string
-	var created, updated, expires int64
+	var status, metadata, actor string
+	var created, updated, expires, sessionSeconds int64
 	var accepted, revoked sql.NullInt64
 	err := row.Scan(&t.ID, &t.UserID, &t.OrgID, &status, &t.TicketHash,
 		&created, &updated, &expires, &accepted, &revoked,
-		&t.RedirectURL, &metadata)
+		&t.RedirectURL, &metadata, &actor, &sessionSeconds)
 	if err != nil {
 		return tokens.Token{}, err
 	}
 	if metadata != "" {
 		t.Metadata = []byte(metadata)
 	}
+	if actor != "" {
+		t.Actor = []byte(actor)
+	}
+	t.SessionMaxDuration = time.Duration(sessionSeconds) * time.Second
 	t.Status = tokens.Status(status)
 	t.CreatedAt, t.UpdatedAt, t.ExpiresAt = fromMillis(created), fromMillis(updated), fromMillis(expires)
 	t.AcceptedAt, t.RevokedAt = fromNullMillis(accepted), fromNullMillis(revoked)
@@ -144,14 +150,14 @@ func millis(t *time.Time) any {
 const insertTokenSQL = `
 INSERT INTO sign_in_tokens (id, user_id, org_id, status, ticket_hash,
 	created_at, updated_at, expires_at, accepted_at, revoked_at,
-	redirect_url, metadata)
-VALUES (?, ?, nullif(?, ''), ?, ?, ?, ?, ?, ?, ?, nullif(?, ''), nullif(?, ''))`
+	redirect_url, metadata, actor, session_max_duration_seconds)
+VALUES (?, ?, nullif(?, ''), ?, ?, ?, ?, ?, ?, ?, nullif(?, ''), nullif(?, ''), nullif(?, ''), nullif(?, 0))`
 
 func insertTokenArgs(t tokens.Token) []any {
 	return []any{t.ID, t.UserID, t.OrgID, string(t.Status), t.TicketHash,
 		t.CreatedAt.UnixMilli(), t.UpdatedAt.UnixMilli(), t.ExpiresAt.UnixMilli(),
 		millis(t.AcceptedAt), millis(t.RevokedAt),
-		t.RedirectURL, string(t.Metadata)}
+		t.RedirectURL, string(t.Metadata), string(t.Actor), int64(t.SessionMaxDuration / time.Second)}
 }
 
 // Create inserts a new token; with a code, a key or RevokePrevious, in one
@@ -172,7 +178,7 @@ func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateRes
 	defer tx.Rollback() // no-op once committed
 
 	if c.RevokePrevious {
-		if res.Revoked, err = queryTokens(ctx, tx, revokeUserSQL, t.UserID, t.CreatedAt.UnixMilli()); err != nil {
+		if res.Revoked, err = queryTokens(ctx, tx, revokeUserSQL(t.Kind()), t.UserID, t.CreatedAt.UnixMilli()); err != nil {
 			return tokens.CreateResult{}, storeErr(ctx, op, err)
 		}
 	}
@@ -253,16 +259,25 @@ func queryTokens(ctx context.Context, q querier, query string, args ...any) ([]t
 	return list, rows.Err()
 }
 
-const revokeUserSQL = `
+// revokeUserSQL revokes every pending token of kind of user ?1 at ?2.
+func revokeUserSQL(kind tokens.Kind) string {
+	return `
 UPDATE sign_in_tokens
 SET status = 'revoked', revoked_at = ?2, updated_at = ?2
-WHERE user_id = ?1 AND status = 'pending'
+WHERE user_id = ?1 AND status = 'pending' AND ` + kindCondition(kind) + `
 RETURNING ` + tokenColumns
+}
+
+// kindCondition selects the tokens of one kind by their ids' prefix,
+// written into the statement so the planner can use the partial indexes.
+func kindCondition(kind tokens.Kind) string {
+	return "substr(id, 1, 4) = '" + kind.NewID(time.Time{})[:4] + "'"
+}
 
 // RevokeUser revokes every pending token of a user, expired ones included,
 // in one statement, and returns them newest first.
-func (s *Store) RevokeUser(ctx context.Context, userID string, now time.Time) ([]tokens.Token, error) {
-	list, err := queryTokens(ctx, s.db, revokeUserSQL, userID, now.UnixMilli())
+func (s *Store) RevokeUser(ctx context.Context, kind tokens.Kind, userID string, now time.Time) ([]tokens.Token, error) {
+	list, err := queryTokens(ctx, s.db, revokeUserSQL(kind), userID, now.UnixMilli())
 	if err != nil {
 		return nil, storeErr(ctx, "revoke a user's tokens", err)
 	}
@@ -431,7 +446,7 @@ func (s *Store) Get(ctx context.Context, id string) (tokens.Token, error) {
 // List returns the tokens matching f, newest first (id breaking ties), and
 // how many match in all.
 func (s *Store) List(ctx context.Context, f tokens.ListFilter) ([]tokens.Token, int, error) {
-	var conds []string
+	conds := []string{kindCondition(cmp.Or(f.Kind, tokens.KindSignIn))}
 	var args []any
 	if f.UserID != "" {
 		conds = append(conds, "user_id = ?")
@@ -441,10 +456,7 @@ func (s *Store) List(ctx context.Context, f tokens.ListFilter) ([]tokens.Token, 
 		conds = append(conds, "status = ?")
 		args = append(args, string(f.Status))
 	}
-	where := ""
-	if len(conds) > 0 {
-		where = "WHERE " + strings.Join(conds, " AND ")
-	}
+	where := "WHERE " + strings.Join(conds, " AND ")
 	limit := f.Limit
 	if limit <= 0 {
 		limit = tokens.DefaultListLimit

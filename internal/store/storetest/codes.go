@@ -199,7 +199,7 @@ func testRevokeUser(t *testing.T, s tokens.Store) {
 	someoneElse := token("sit_ru_else", "user_else", now.Add(-time.Minute))
 	create(t, s, p1, p2, expired, done, someoneElse)
 
-	got, err := s.RevokeUser(ctx, "user_ru", now)
+	got, err := s.RevokeUser(ctx, tokens.KindSignIn, "user_ru", now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func testRevokeUser(t *testing.T, s tokens.Store) {
 	}
 	assertToken(t, "accepted token", get(t, s, done.ID), done)
 	assertToken(t, "another user's token", get(t, s, someoneElse.ID), someoneElse)
-	if got, err := s.RevokeUser(ctx, "user_ru", now); err != nil || len(got) != 0 {
+	if got, err := s.RevokeUser(ctx, tokens.KindSignIn, "user_ru", now); err != nil || len(got) != 0 {
 		t.Errorf("second RevokeUser: got %d, %v; want none", len(got), err)
 	}
 }
@@ -256,7 +256,7 @@ func testRevokeUserRacesRedeem(t *testing.T, s tokens.Store) {
 	var revokedIDs sync.Map
 	race(n+3, func(i int) {
 		if i >= n {
-			list, err := s.RevokeUser(ctx, "user_rr", now)
+			list, err := s.RevokeUser(ctx, tokens.KindSignIn, "user_rr", now)
 			if err != nil {
 				t.Errorf("RevokeUser: %v", err)
 			}

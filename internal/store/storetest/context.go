@@ -34,7 +34,10 @@ func testContextEnded(t *testing.T, s tokens.Store) {
 				Code: &tokens.StoredCode{Hash: []byte("h"), KeyID: "k"}, RevokePrevious: true})
 			return err
 		}},
-		{"RevokeUser", func(ctx context.Context) error { _, err := s.RevokeUser(ctx, "user_1", now); return err }},
+		{"RevokeUser", func(ctx context.Context) error {
+			_, err := s.RevokeUser(ctx, tokens.KindSignIn, "user_1", now)
+			return err
+		}},
 		{"RedeemCode", func(ctx context.Context) error {
 			_, _, err := s.RedeemCode(ctx, tokens.CodeRedemption{UserID: "user_1", Now: now, MaxAttempts: 5,
 				Matches: func(string, tokens.StoredCode) bool { return false }})
