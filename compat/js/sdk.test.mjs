@@ -65,3 +65,34 @@ test('errors arrive as ClerkAPIResponseError with their codes', async () => {
   const param = await apiError(clerk.signInTokens.createSignInToken({}));
   assert.equal(param.errors[0].meta.paramName, 'user_id');
 });
+
+// Actor tokens, through clerkClient.actorTokens, with the default /v1 and
+// with no API version in the path at all.
+for (const [name, client] of [
+  ['/v1', clerk],
+  ['no version', createClerkClient({ secretKey, apiUrl: baseUrl, apiVersion: '' })],
+]) {
+  test(`actor tokens (${name}): create with Clerk's defaults, then revoke`, async () => {
+    const tok = await client.actorTokens.create({ userId: 'user_js', actor: { sub: 'user_support', team: 'care' } });
+    assert.match(tok.id, /^act_[0-9A-Za-z]{27}$/);
+    assert.equal(tok.userId, 'user_js');
+    assert.equal(tok.status, 'pending');
+    assert.deepEqual(tok.actor, { sub: 'user_support', team: 'care' });
+    const claims = JSON.parse(Buffer.from(tok.token.split('.')[1], 'base64url'));
+    assert.equal(claims.st, 'actor_token');
+    assert.deepEqual(claims.act, { sub: 'user_support' });
+    assert.equal(claims.exp - claims.iat, 3600);
+
+    const revoked = await client.actorTokens.revoke(tok.id);
+    assert.equal(revoked.id, tok.id);
+    assert.equal(revoked.status, 'revoked');
+    assert.equal(revoked.token, undefined);
+    const again = await apiError(client.actorTokens.revoke(tok.id));
+    assert.equal(again.status, 400);
+    assert.equal(again.errors[0].code, 'actor_token_cannot_be_revoked_code');
+    const missing = await apiError(client.actorTokens.create({ userId: 'user_js' }));
+    assert.equal(missing.status, 422);
+    assert.equal(missing.errors[0].code, 'form_param_missing');
+    assert.equal(missing.errors[0].meta.paramName, 'actor');
+  });
+}

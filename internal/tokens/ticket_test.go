@@ -288,3 +288,59 @@ func TestVerifyRefusesAlteredTickets(t *testing.T) {
 		}
 	}
 }
+
+// TestActorTickets: an actor token's ticket says st actor_token and carries
+// the actor's sub as RFC 8693's act claim; a ticket whose kind, id and act
+// disagree is invalid even when signed with our key.
+func TestActorTickets(t *testing.T) {
+	tk, signer := newTicketer(t)
+	tok := validToken()
+	tok.ID = "act_2pQxAbCdEfGhIjKlMnOpQrStUvW"
+	tok.Actor = []byte(`{"sub":"user_support","reason":"x"}`)
+	ticket, err := tk.Sign(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := tk.Verify(ticket)
+	if err != nil || claims.Type != "actor_token" || claims.Actor == nil || claims.Actor.Subject != "user_support" {
+		t.Fatalf("actor ticket: %+v, %v", claims, err)
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(ticket, ".")[1])
+	if strings.Contains(string(payload), "reason") {
+		t.Errorf("the ticket carries more of the actor than its sub: %s", payload)
+	}
+	noActor := tok
+	noActor.Actor = []byte(`{"name":"x"}`)
+	if _, err := tk.Sign(noActor); err == nil {
+		t.Error("Sign of an actor token without an actor sub: got nil error")
+	}
+
+	sign := func(change func(jwt.MapClaims)) string {
+		c := validClaims()
+		change(c)
+		jt := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+		jt.Header["kid"] = signer.ID
+		s, err := jt.SignedString(signer.Private)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	actorID := func(c jwt.MapClaims) { c["jti"], c["sid"] = tok.ID, tok.ID }
+	for name, change := range map[string]func(jwt.MapClaims){
+		"sign-in ticket with act":         func(c jwt.MapClaims) { c["act"] = map[string]any{"sub": "x"} },
+		"st actor_token on a sit_ id":     func(c jwt.MapClaims) { c["st"] = "actor_token"; c["act"] = map[string]any{"sub": "x"} },
+		"st sign_in_token on an act_ id":  func(c jwt.MapClaims) { actorID(c) },
+		"actor ticket without act":        func(c jwt.MapClaims) { actorID(c); c["st"] = "actor_token" },
+		"actor ticket with an empty sub":  func(c jwt.MapClaims) { actorID(c); c["st"] = "actor_token"; c["act"] = map[string]any{"sub": ""} },
+		"actor ticket with act not a map": func(c jwt.MapClaims) { actorID(c); c["st"] = "actor_token"; c["act"] = "x" },
+		"unknown st":                      func(c jwt.MapClaims) { c["st"] = "session" },
+		"unknown id prefix": func(c jwt.MapClaims) {
+			c["jti"], c["sid"] = "usr_2pQxAbCdEfGhIjKlMnOpQrStUvW", "usr_2pQxAbCdEfGhIjKlMnOpQrStUvW"
+		},
+	} {
+		if _, err := tk.Verify(sign(change)); !errors.Is(err, tokens.ErrTicketInvalid) {
+			t.Errorf("%s: got %v, want %v", name, err, tokens.ErrTicketInvalid)
+		}
+	}
+}

@@ -284,3 +284,54 @@ func testRevokeUserRacesRedeem(t *testing.T, s tokens.Store) {
 		}
 	}
 }
+
+// testActorTokens: actor tokens keep their actor and session duration, go
+// through the same verbs, and are listed and bulk-revoked apart from sign-in
+// tokens.
+func testActorTokens(t *testing.T, s tokens.Store) {
+	ctx := context.Background()
+	act := token("act_0000000000000000000000000a", "user_act", now.Add(-time.Minute))
+	act.Actor, act.SessionMaxDuration = []byte(`{"sub":"user_support","team":"care"}`), 30*time.Minute
+	other := token("act_0000000000000000000000000b", "user_act", now.Add(-time.Second))
+	other.Actor, other.SessionMaxDuration = []byte(`{"sub":"user_support"}`), time.Hour
+	plain := token("sit_0000000000000000000000000c", "user_act", now)
+	for _, tok := range []tokens.Token{act, other, plain} {
+		if _, err := s.Create(ctx, tokens.Creation{Token: tok}); err != nil {
+			t.Fatalf("Create %s: %v", tok.ID, err)
+		}
+	}
+	check := func(what string, got, want tokens.Token) {
+		t.Helper()
+		assertToken(t, what, got, want)
+		if !sameJSON(got.Actor, want.Actor) || got.SessionMaxDuration != want.SessionMaxDuration {
+			t.Errorf("%s: actor %s for %v, want %s for %v", what, got.Actor, got.SessionMaxDuration, want.Actor, want.SessionMaxDuration)
+		}
+	}
+	check("Get", get(t, s, act.ID), act)
+	check("Get of a sign-in token", get(t, s, plain.ID), plain)
+	for kind, want := range map[tokens.Kind][]tokens.Token{tokens.KindActor: {other, act}, tokens.KindSignIn: {plain}, "": {plain}} {
+		list, total, err := s.List(ctx, tokens.ListFilter{Kind: kind, UserID: "user_act", Limit: 10})
+		if err != nil || total != len(want) || len(list) != len(want) {
+			t.Fatalf("List %q: %d of %d, %v; want %d", kind, len(list), total, err, len(want))
+		}
+		for i := range want {
+			check(fmt.Sprintf("List %q #%d", kind, i), list[i], want[i])
+		}
+	}
+	got, ch, err := s.Redeem(ctx, act.ID, act.TicketHash, now, nil)
+	if err != nil || ch != tokens.Changed {
+		t.Fatalf("Redeem: %v, %v", ch, err)
+	}
+	check("Redeem", got, accepted(act, now))
+	revokedList, err := s.RevokeUser(ctx, tokens.KindSignIn, "user_act", now)
+	if err != nil || len(revokedList) != 1 || revokedList[0].ID != plain.ID {
+		t.Errorf("RevokeUser of sign-in tokens: %v, %v; want only %s", revokedList, err, plain.ID)
+	}
+	if got := get(t, s, other.ID); got.Status != tokens.StatusPending {
+		t.Errorf("actor token after revoking the user's sign-in tokens: %s", got.Status)
+	}
+	revokedList, err = s.RevokeUser(ctx, tokens.KindActor, "user_act", now)
+	if err != nil || len(revokedList) != 1 || revokedList[0].ID != other.ID {
+		t.Errorf("RevokeUser of actor tokens: %v, %v; want only %s", revokedList, err, other.ID)
+	}
+}

@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) tokens.Store) {
 		{"RevokeUser", testRevokeUser},
 		{"RevokePrevious", testRevokePrevious},
 		{"RevokeUserRacesRedeem", testRevokeUserRacesRedeem},
+		{"ActorTokens", testActorTokens},
 		{"RedirectAndMetadata", testRedirectAndMetadata},
 	}
 	for _, tt := range tests {
