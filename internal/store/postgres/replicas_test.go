@@ -79,7 +79,9 @@ func TestReplicasRedeemOnce(t *testing.T) {
 // refused afterwards.
 func TestReplicasKeepTheCodeCap(t *testing.T) {
 	t.Parallel()
-	dbURL := pgtest.URL(t)
+	// Small pools: the guesses queue for connections, as they would on a
+	// busy replica, and the tests running beside this one keep theirs.
+	dbURL := pgtest.WithParam(t, pgtest.URL(t), "pool_max_conns", "4")
 	var stores []*postgres.Store
 	for range 3 {
 		stores = append(stores, openWith(t, dbURL, postgres.Options{Writers: 2}))
