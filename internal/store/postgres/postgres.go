@@ -654,7 +654,7 @@ func (s *Store) transition(ctx context.Context, op, id string, key *tokens.Idemp
 		case changed:
 			return t, tokens.Changed, nil
 		}
-		return s.stored(ctx, id, tokens.Unchanged)
+		return s.unchanged(ctx, op, id, nil)
 	}
 	args = append(args, key.Key, key.RequestHash)
 	const attempts = 3
