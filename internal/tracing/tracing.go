@@ -18,7 +18,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 )
 
 // DefaultServiceName is service.name when OTEL_SERVICE_NAME is not set.
@@ -219,7 +219,7 @@ func Start(ctx context.Context, s Settings, version string) (*sdktrace.TracerPro
 	res, err := resource.New(ctx, resource.WithSchemaURL(semconv.SchemaURL),
 		resource.WithTelemetrySDK(), resource.WithAttributes(attrs...))
 	if err != nil {
-		return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
+		return nil, fmt.Errorf("OpenTelemetry resource: %w", err)
 	}
 	var bsp []sdktrace.BatchSpanProcessorOption
 	if s.BatchDelay > 0 {
