@@ -45,7 +45,7 @@ func migrate(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(s
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg, log)
+	st, err := openStore(ctx, cfg, log, nil)
 	if err != nil {
 		return err
 	}

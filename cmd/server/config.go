@@ -14,6 +14,7 @@ import (
 	"github.com/signin-tokens/signin-tokens/internal/store"
 	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
+	"github.com/signin-tokens/signin-tokens/internal/tracing"
 	"github.com/signin-tokens/signin-tokens/internal/userdir"
 )
 
@@ -47,6 +48,7 @@ type Config struct {
 	MaxBodyBytes      int64
 	RequestTimeout    time.Duration
 	PprofAddr         string
+	Tracing           tracing.Settings // from the standard OTEL_* variables
 }
 
 // envVar documents one environment variable; the table drives both loading
@@ -84,6 +86,17 @@ var envVars = []envVar{
 	{"MAX_BODY_BYTES", "65536", "largest request body accepted"},
 	{"REQUEST_TIMEOUT", "10s", "longest an API request may work, database calls included; then 503"},
 	{"PPROF_ADDR", "", "address for Go's pprof profiles, e.g. 127.0.0.1:6060; empty: off. Never expose it"},
+	{"OTEL_EXPORTER_OTLP_ENDPOINT", "", "OpenTelemetry: the collector's base URL, e.g. http://otel-collector:4318; empty (and no OTEL_EXPORTER_OTLP_TRACES_ENDPOINT): tracing off, no spans"},
+	{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", "OpenTelemetry: the full URL spans are sent to; wins over OTEL_EXPORTER_OTLP_ENDPOINT"},
+	{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", "OpenTelemetry: http/protobuf or grpc"},
+	{"OTEL_EXPORTER_OTLP_HEADERS", "", "OpenTelemetry: key=value,... headers sent to the collector (percent-encoded values)"},
+	{"OTEL_TRACES_SAMPLER", "parentbased_always_on", "OpenTelemetry: always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio"},
+	{"OTEL_TRACES_SAMPLER_ARG", "1", "OpenTelemetry: the ratio of the traceidratio samplers, 0 to 1"},
+	{"OTEL_SERVICE_NAME", tracing.DefaultServiceName, "OpenTelemetry: service.name of the spans"},
+	{"OTEL_RESOURCE_ATTRIBUTES", "", "OpenTelemetry: key=value,... added to the spans' resource"},
+	{"OTEL_BSP_SCHEDULE_DELAY", "5000", "OpenTelemetry: milliseconds between exports of finished spans"},
+	{"OTEL_TRACES_EXPORTER", "otlp", "OpenTelemetry: otlp, or none for tracing off"},
+	{"OTEL_SDK_DISABLED", "false", "OpenTelemetry: true turns tracing off whatever the endpoint"},
 }
 
 // loadConfig reads the configuration and validates it; errors name the variable.
@@ -232,6 +245,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			fail("PPROF_ADDR", "must be host:port, got %q", c.PprofAddr)
 		}
 	}
+	tracingSettings, tracingErrs := tracing.Load(getenv)
+	c.Tracing, errs = tracingSettings, append(errs, tracingErrs...)
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}

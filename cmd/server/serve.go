@@ -12,12 +12,14 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
 	"github.com/signin-tokens/signin-tokens/internal/metrics"
 	"github.com/signin-tokens/signin-tokens/internal/store"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
+	"github.com/signin-tokens/signin-tokens/internal/tracing"
 )
 
 // resolveLogFormat turns LOG_FORMAT=auto into console when stdout is a
@@ -52,9 +54,11 @@ func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
 	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
 }
 
-// openStore opens the configured store and applies its migrations.
-func openStore(ctx context.Context, cfg Config, log zerolog.Logger) (tokens.Store, error) {
-	st, loc, err := store.Open(ctx, cfg.DatabaseURL, store.Options{DataDir: cfg.DataDir, Writers: cfg.DatabaseWriters})
+// openStore opens the configured store and applies its migrations. tp, nil
+// when tracing is off, traces PostgreSQL's group commits.
+func openStore(ctx context.Context, cfg Config, log zerolog.Logger, tp trace.TracerProvider) (tokens.Store, error) {
+	st, loc, err := store.Open(ctx, cfg.DatabaseURL, store.Options{DataDir: cfg.DataDir,
+		Writers: cfg.DatabaseWriters, TracerProvider: tp})
 	if err != nil {
 		return nil, err
 	}
@@ -86,8 +90,23 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 	// Only a set directory goes in: a nil *userdir.Directory inside the
 	// interface would not compare equal to nil, and the service would call it.
 	var users tokens.UserDirectory
+	// Tracing is off without an endpoint: then tp stays nil and nothing
+	// below creates a span or builds an attribute.
+	sdkProvider, err := tracing.Start(ctx, cfg.Tracing, versionString())
+	if err != nil {
+		return err
+	}
+	var tp trace.TracerProvider
+	if sdkProvider != nil {
+		tp = sdkProvider
+		log.Info().Str("endpoint", cfg.Tracing.Endpoint).Str("protocol", cfg.Tracing.Protocol).
+			Str("sampler", cfg.Tracing.SamplerName).Msg("tracing on")
+	}
 	if cfg.Users != nil {
 		users = cfg.Users
+		if tp != nil {
+			users = cfg.Users.Traced(tp)
+		}
 	}
 
 	// Every goroutine serve starts runs in tasks, and serve returns only once
@@ -102,14 +121,22 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		cancel()
 		tasks.Wait()
 		gate.Close() // does nothing once shutdown closed it
+		if sdkProvider != nil {
+			// Last, once nothing makes spans: flushes what is still queued.
+			flushCtx, cancelFlush := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancelFlush()
+			if err := sdkProvider.Shutdown(flushCtx); err != nil {
+				log.Warn().Err(err).Msg("tracing: spans not flushed at exit")
+			}
+		}
 	}()
 	if cfg.Database.Kind == store.Postgres {
 		tasks.Go(func() error {
-			connectWithRetry(ctx, cfg, log, gate)
+			connectWithRetry(ctx, cfg, log, gate, tp)
 			return nil
 		})
 	} else {
-		st, err := openStore(ctx, cfg, log)
+		st, err := openStore(ctx, cfg, log, tp)
 		if err != nil {
 			return fmt.Errorf("DATABASE_URL: %w", err)
 		}
@@ -118,9 +145,16 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 
 	stats := metrics.New()
 	stats.WatchPool(gate)
+	var serviceStore tokens.Store = gate
+	var tracer trace.Tracer
+	if tp != nil {
+		serviceStore = store.NewTraced(gate, cfg.Database.Kind, tp)
+		tracer = tp.Tracer(apihttp.TracerName)
+	}
 	service := tokens.NewService(tokens.Config{
 		Observer:         stats,
-		Store:            gate,
+		Store:            serviceStore,
+		Tracer:           tracer,
 		Ticketer:         tokens.NewTicketer(keys, cfg.Issuer, time.Now),
 		Codes:            codes,
 		CodeMaxAttempts:  cfg.CodeMaxAttempts,
@@ -140,6 +174,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 		RequestTimeout: cfg.RequestTimeout,
 		Observer:       stats.ObserveRequest,
 		Extra:          map[string]http.Handler{"/metrics": stats.Handler()},
+		TracerProvider: tp,
 		RateLimits: apihttp.RateLimits{RedeemPerAddress: cfg.RedeemRateLimit,
 			AdminPerKey: cfg.AdminRateLimit, CodePerUser: cfg.CodeRateLimit, TrustedProxies: cfg.TrustedProxies},
 	})
@@ -227,10 +262,10 @@ func announceDevKey(log zerolog.Logger, stdout io.Writer, console bool, addr net
 
 // connectWithRetry opens and migrates the store, retrying with capped
 // exponential backoff until it succeeds or ctx ends.
-func connectWithRetry(ctx context.Context, cfg Config, log zerolog.Logger, gate *store.Gate) {
+func connectWithRetry(ctx context.Context, cfg Config, log zerolog.Logger, gate *store.Gate, tp trace.TracerProvider) {
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		st, err := openStore(ctx, cfg, log)
+		st, err := openStore(ctx, cfg, log, tp)
 		if err == nil {
 			gate.Open(st)
 			return

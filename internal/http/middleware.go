@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 )
 
 type traceKey struct{}
@@ -62,12 +63,21 @@ type RequestObserver func(route, method string, status int, elapsed time.Duratio
 // observe gives every request a trace id and a logger that carries it,
 // recovers panics into a 500 (logging the stack), and logs one line per
 // request. It never logs headers, bodies or query strings, so keys and
-// tickets stay out of the log.
-func observe(base zerolog.Logger, observer RequestObserver) func(http.Handler) http.Handler {
+// tickets stay out of the log. With a tracer it also starts the request's
+// server span, joined to the caller's trace by its traceparent header, and
+// the trace id is the span's; without one no span code runs at all.
+func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			id := newTraceID()
+			var span trace.Span
+			var id string
+			if tracer != nil {
+				r, span = startServerSpan(tracer, r)
+				id = span.SpanContext().TraceID().String()
+			} else {
+				id = newTraceID()
+			}
 			log := base.With().Str("trace_id", id).Logger()
 			ctx := log.WithContext(context.WithValue(r.Context(), traceKey{}, id))
 			r = r.WithContext(ctx)
@@ -76,6 +86,9 @@ func observe(base zerolog.Logger, observer RequestObserver) func(http.Handler) h
 			defer func() {
 				if p := recover(); p != nil {
 					if p == http.ErrAbortHandler {
+						if span != nil {
+							span.End()
+						}
 						panic(p)
 					}
 					// The stack says where it happened; the request's headers
@@ -97,6 +110,9 @@ func observe(base zerolog.Logger, observer RequestObserver) func(http.Handler) h
 				}
 				if observer != nil {
 					observer(route, r.Method, rec.status, elapsed)
+				}
+				if span != nil {
+					endServerSpan(span, r.Method, route, rec.status)
 				}
 				lvl := zerolog.InfoLevel
 				if rec.status >= 500 {

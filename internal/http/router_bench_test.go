@@ -10,8 +10,11 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
+	"github.com/signin-tokens/signin-tokens/internal/store"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
@@ -90,20 +93,57 @@ func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discardWriter) WriteHeader(status int)      { w.status = status }
 
 // benchAPI is the real router, service and ticketer on a stubStore, logging
-// at info level to nowhere, as the server does minus the write.
-func benchAPI(b *testing.B) (*apihttp.Server, *tokens.Service) {
+// at info level to nowhere, as the server does minus the write. With tp, it
+// is traced as serve traces it: server spans, the store decorator's spans
+// and ticket spans.
+func benchAPI(b *testing.B, tp ...trace.TracerProvider) (*apihttp.Server, *tokens.Service) {
 	b.Helper()
 	keys, err := tokens.NewKeySet(tokens.GenerateKey())
 	if err != nil {
 		b.Fatal(err)
 	}
+	var st tokens.Store = &stubStore{byID: map[string]tokens.Token{}}
+	var provider trace.TracerProvider
+	var tracer trace.Tracer
+	if len(tp) > 0 {
+		provider = tp[0]
+		st, tracer = store.NewTraced(st, store.Postgres, provider), provider.Tracer(apihttp.TracerName)
+	}
 	svc := tokens.NewService(tokens.Config{
-		Store: &stubStore{byID: map[string]tokens.Token{}}, Ticketer: tokens.NewTicketer(keys, testIssuer, time.Now),
+		Store: st, Ticketer: tokens.NewTicketer(keys, testIssuer, time.Now), Tracer: tracer,
 		DefaultExpiresIn: 30 * 24 * time.Hour, MaxExpiresIn: 365 * 24 * time.Hour,
 	})
 	api := apihttp.NewServer(apihttp.Config{Service: svc, SecretKeys: []string{testKey},
-		Logger: zerolog.New(io.Discard).Level(zerolog.InfoLevel)})
+		Logger: zerolog.New(io.Discard).Level(zerolog.InfoLevel), TracerProvider: provider})
 	return api, svc
+}
+
+// discardExporter takes spans and drops them: the benchmarks measure making
+// and batching spans, not sending them.
+type discardExporter struct{}
+
+func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }
+
+// tracedCases are the samplers the traced benchmarks run with, on the SDK
+// with its batch span processor, as serve sets it up.
+var tracedCases = []struct {
+	name    string
+	sampler sdktrace.Sampler
+}{
+	{"always_on", sdktrace.AlwaysSample()},
+	{"parentbased_traceidratio_0.1", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))},
+}
+
+// benchTraced runs bench under each sampler of tracedCases.
+func benchTraced(b *testing.B, bench func(b *testing.B, tp trace.TracerProvider)) {
+	for _, c := range tracedCases {
+		b.Run(c.name, func(b *testing.B) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(c.sampler), sdktrace.WithBatcher(discardExporter{}))
+			b.Cleanup(func() { tp.Shutdown(context.Background()) })
+			bench(b, tp)
+		})
+	}
 }
 
 // serveBench sends the same request through the router on every iteration.
@@ -130,16 +170,36 @@ func serveBench(b *testing.B, api http.Handler, path, body string) {
 	}
 }
 
+// BenchmarkRouterCreate is a create with tracing off, as serve runs without
+// an OTLP endpoint: no tracer provider at all.
 func BenchmarkRouterCreate(b *testing.B) {
 	api, _ := benchAPI(b)
 	serveBench(b, api, "/v1/sign_in_tokens", `{"user_id":"user_2pQxBenchmark"}`)
 }
 
+// BenchmarkRouterRedeem is a redeem with tracing off.
 func BenchmarkRouterRedeem(b *testing.B) {
-	api, svc := benchAPI(b)
+	benchRedeem(b)
+}
+
+func benchRedeem(b *testing.B, tp ...trace.TracerProvider) {
+	api, svc := benchAPI(b, tp...)
 	created, err := svc.Create(context.Background(), tokens.CreateParams{UserID: "user_2pQxBenchmark"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	serveBench(b, api, "/v1/tickets/redeem", `{"ticket":"`+created.Ticket+`"}`)
+}
+
+// BenchmarkRouterCreateTraced is BenchmarkRouterCreate with tracing on.
+func BenchmarkRouterCreateTraced(b *testing.B) {
+	benchTraced(b, func(b *testing.B, tp trace.TracerProvider) {
+		api, _ := benchAPI(b, tp)
+		serveBench(b, api, "/v1/sign_in_tokens", `{"user_id":"user_2pQxBenchmark"}`)
+	})
+}
+
+// BenchmarkRouterRedeemTraced is BenchmarkRouterRedeem with tracing on.
+func BenchmarkRouterRedeemTraced(b *testing.B) {
+	benchTraced(b, func(b *testing.B, tp trace.TracerProvider) { benchRedeem(b, tp) })
 }

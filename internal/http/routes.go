@@ -5,6 +5,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
@@ -14,7 +15,11 @@ import (
 // Repeated slashes and a trailing slash are tolerated on every path.
 func (s *Server) routes(cfg Config) http.Handler {
 	r := chi.NewRouter()
-	r.Use(observe(cfg.Logger, cfg.Observer))
+	var tracer trace.Tracer
+	if cfg.TracerProvider != nil {
+		tracer = cfg.TracerProvider.Tracer(TracerName)
+	}
+	r.Use(observe(cfg.Logger, cfg.Observer, tracer))
 	r.Use(collapseSlashes) // before routing, so patterns and metrics see the clean path
 	r.Use(middleware.StripSlashes)
 	r.Use(limitBody(cfg.MaxBodyBytes))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/httprate"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
@@ -40,6 +41,9 @@ type Config struct {
 	// Extra routes mounted beside the API without authentication, such as
 	// /metrics; nil for none.
 	Extra map[string]http.Handler
+	// TracerProvider, when set, gives every request a server span; nil
+	// (tracing off) creates none and keeps the random trace ids.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is the HTTP API.

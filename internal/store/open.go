@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
 	"github.com/signin-tokens/signin-tokens/internal/store/sqlite"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
@@ -124,6 +126,8 @@ type Options struct {
 	// Writers is PostgreSQL's number of writers grouping concurrent creates
 	// and redemptions into one transaction each; 0 writes each on its own.
 	Writers int
+	// TracerProvider, when set, traces PostgreSQL's group commits; nil: off.
+	TracerProvider trace.TracerProvider
 }
 
 // Open opens the store DATABASE_URL names (see Parse) and returns it with
@@ -137,7 +141,7 @@ func Open(ctx context.Context, databaseURL string, o Options) (Store, Location, 
 	}
 	switch loc.Kind {
 	case Postgres:
-		s, err := postgres.Open(ctx, loc.url, postgres.Options{Writers: o.Writers})
+		s, err := postgres.Open(ctx, loc.url, postgres.Options{Writers: o.Writers, TracerProvider: o.TracerProvider})
 		if err != nil {
 			return nil, loc, err
 		}

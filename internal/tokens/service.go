@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Limits on what callers may send.
@@ -40,6 +44,9 @@ type Config struct {
 	Now              func() time.Time // defaults to time.Now
 	Observer         Observer         // optional, told of every change of state
 	Redirects        RedirectPolicy   // which redirect_url values create accepts; zero: none
+	// Tracer, optional, records ticket.sign and ticket.verify spans; nil
+	// (tracing off) records none.
+	Tracer trace.Tracer
 }
 
 // Service carries out the verbs on sign-in tokens.
@@ -54,13 +61,14 @@ type Service struct {
 	clock       func() time.Time
 	observer    Observer
 	redirects   RedirectPolicy
+	tracer      trace.Tracer // nil: no spans
 }
 
 // NewService returns a Service for cfg.
 func NewService(cfg Config) *Service {
 	s := &Service{store: cfg.Store, tickets: cfg.Ticketer, codes: cfg.Codes, users: cfg.Users,
 		defaultTTL: cfg.DefaultExpiresIn, maxTTL: cfg.MaxExpiresIn, maxAttempts: cfg.CodeMaxAttempts,
-		clock: cfg.Now, observer: cfg.Observer, redirects: cfg.Redirects}
+		clock: cfg.Now, observer: cfg.Observer, redirects: cfg.Redirects, tracer: cfg.Tracer}
 	if s.clock == nil {
 		s.clock = time.Now
 	}
@@ -139,7 +147,7 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (Created, error) {
 			tok.SessionMaxDuration = time.Duration(*v) * time.Second
 		}
 	}
-	ticket, err := s.tickets.Sign(tok)
+	ticket, err := s.sign(ctx, tok)
 	if err != nil {
 		return Created{}, fmt.Errorf("sign ticket: %w", err)
 	}
@@ -165,15 +173,15 @@ func (s *Service) Create(ctx context.Context, p CreateParams) (Created, error) {
 		}
 		return Created{Token: tok, Ticket: ticket, Code: code}, nil
 	}
-	return s.replayCreate(p, res)
+	return s.replayCreate(ctx, p, res)
 }
 
 // replayCreate answers a create retried under its key: the same claims
 // signed again give the same ticket, and the same token id gives the same
 // code, so nothing but their hashes ever needs to be kept.
-func (s *Service) replayCreate(p CreateParams, res CreateResult) (Created, error) {
+func (s *Service) replayCreate(ctx context.Context, p CreateParams, res CreateResult) (Created, error) {
 	stored := res.Token
-	ticket, err := s.tickets.Sign(stored)
+	ticket, err := s.sign(ctx, stored)
 	if err != nil {
 		return Created{}, fmt.Errorf("sign ticket: %w", err)
 	}
@@ -418,7 +426,7 @@ func (s *Service) redeem(ctx context.Context, p RedeemParams) (Token, Change, er
 	if err := validKey(p.IdempotencyKey); err != nil {
 		return Token{}, Unchanged, err
 	}
-	claims, err := s.tickets.Verify(p.Ticket)
+	claims, err := s.verifyTicket(ctx, p.Ticket)
 	if err != nil {
 		return Token{}, Unchanged, err
 	}
@@ -537,7 +545,7 @@ func (s *Service) verify(ctx context.Context, ticket string) (Token, error) {
 	if ticket == "" {
 		return Token{}, ParamMissing("ticket")
 	}
-	claims, err := s.tickets.Verify(ticket)
+	claims, err := s.verifyTicket(ctx, ticket)
 	if err != nil {
 		return Token{}, err
 	}
@@ -559,3 +567,38 @@ func (s *Service) Ready(ctx context.Context) error { return s.store.Ping(ctx) }
 
 // Tickets returns the ticketer, whose keys the JWKS endpoint publishes.
 func (s *Service) Tickets() *Ticketer { return s.tickets }
+
+// sign signs tok's ticket, in a ticket.sign span when tracing.
+func (s *Service) sign(ctx context.Context, tok Token) (string, error) {
+	if s.tracer == nil {
+		return s.tickets.Sign(tok)
+	}
+	_, span := s.tracer.Start(ctx, "ticket.sign", trace.WithSpanKind(trace.SpanKindInternal))
+	defer span.End()
+	ticket, err := s.tickets.Sign(tok)
+	if err != nil {
+		span.SetStatus(codes.Error, "signing failed")
+	}
+	return ticket, err
+}
+
+// verifyTicket checks a ticket's signature and claims, in a ticket.verify
+// span when tracing. A refused ticket is the caller's error, not the
+// span's: its domain code goes in an attribute, never the ticket.
+func (s *Service) verifyTicket(ctx context.Context, ticket string) (*TicketClaims, error) {
+	if s.tracer == nil {
+		return s.tickets.Verify(ticket)
+	}
+	_, span := s.tracer.Start(ctx, "ticket.verify", trace.WithSpanKind(trace.SpanKindInternal))
+	defer span.End()
+	claims, err := s.tickets.Verify(ticket)
+	if err != nil && span.IsRecording() {
+		code := "internal"
+		var e *Error
+		if errors.As(err, &e) {
+			code = e.Code
+		}
+		span.SetAttributes(attribute.String("signin_tokens.ticket.refused", code))
+	}
+	return claims, err
+}

@@ -15,6 +15,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
@@ -144,6 +148,7 @@ type writers struct {
 	wg     sync.WaitGroup
 
 	beforeSend atomic.Pointer[func()] // tests hold a writer here
+	tracer     trace.Tracer           // nil: no spans
 
 	groups, grouped, retried atomic.Int64 // see WriteStats
 }
@@ -166,7 +171,7 @@ func (s *Store) WriteStats() WriteStats {
 
 // startWriters starts n writers for s, connecting to the database cfg
 // describes through a pool of their own.
-func startWriters(ctx context.Context, s *Store, cfg *pgxpool.Config, n int) (*writers, error) {
+func startWriters(ctx context.Context, s *Store, cfg *pgxpool.Config, n int, tp trace.TracerProvider) (*writers, error) {
 	cfg = cfg.Copy()
 	cfg.MaxConns = int32(n)
 	cfg.MinConns = 0
@@ -176,6 +181,9 @@ func startWriters(ctx context.Context, s *Store, cfg *pgxpool.Config, n int) (*w
 		return nil, err
 	}
 	g := &writers{s: s, pool: pool, queue: make(chan *write, 4*maxGroup)}
+	if tp != nil {
+		g.tracer = tp.Tracer(TracerName)
+	}
 	g.wg.Add(n)
 	for range n {
 		go g.run()
@@ -410,6 +418,11 @@ func (g *writers) writeGroup(group []*write) {
 
 	ctx, cancel := groupContext(group)
 	defer cancel()
+	var span trace.Span
+	if g.tracer != nil {
+		span = g.startGroupSpan(creates, redeems)
+		defer span.End()
+	}
 	batch := &pgx.Batch{}
 	if len(creates) > 0 {
 		batch.Queue(createTokensSQL, createArgs(creates)...)
@@ -436,6 +449,10 @@ func (g *writers) writeGroup(group []*write) {
 	if err == nil {
 		return
 	}
+	if span != nil {
+		span.SetAttributes(semconv.ErrorTypeOther)
+		span.SetStatus(codes.Error, "group refused or lost") // the driver's message may quote a value
+	}
 	for _, w := range redeems {
 		w.out.token, w.out.matched = tokens.Token{}, false // nothing of the group was committed
 	}
@@ -451,6 +468,51 @@ func (g *writers) writeGroup(group []*write) {
 			w.out.err = err
 		}
 	}
+}
+
+// TracerName is the instrumentation scope of the writers' group spans.
+const TracerName = "github.com/signin-tokens/signin-tokens/internal/store/postgres"
+
+// startGroupSpan starts the span of one group's statements. A group serves
+// requests of many traces, so, as OpenTelemetry's specification has it for
+// batches, the group's span carries a link to the span of each write it
+// sends, given when it starts (where a sampler can see them; a link added
+// later to each request's span could not be). It is the child of the first
+// sampled write's span, so a sampled request always finds its group in its
+// own trace; with no write sampled it is a root of its own.
+func (g *writers) startGroupSpan(creates, redeems []*write) trace.Span {
+	links := make([]trace.Link, 0, len(creates)+len(redeems))
+	parent := context.Background()
+	hasParent := false
+	for _, ws := range [][]*write{creates, redeems} {
+		for _, w := range ws {
+			sc := trace.SpanContextFromContext(w.ctx)
+			if !sc.IsValid() {
+				continue
+			}
+			links = append(links, trace.Link{SpanContext: sc})
+			if !hasParent && sc.IsSampled() {
+				parent, hasParent = trace.ContextWithSpanContext(parent, sc), true
+			}
+		}
+	}
+	op := "BATCH create redeem"
+	switch {
+	case len(redeems) == 0:
+		op = "BATCH create"
+	case len(creates) == 0:
+		op = "BATCH redeem"
+	}
+	_, span := g.tracer.Start(parent, op+" sign_in_tokens",
+		trace.WithSpanKind(trace.SpanKindClient), trace.WithLinks(links...))
+	if span.IsRecording() {
+		span.SetAttributes(semconv.DBSystemNamePostgreSQL, semconv.DBOperationName(op),
+			semconv.DBCollectionName("sign_in_tokens"))
+		if n := len(creates) + len(redeems); n > 1 {
+			span.SetAttributes(semconv.DBOperationBatchSize(n))
+		}
+	}
+	return span
 }
 
 // RedeemGroupQuery is the statement a group of redemptions of the tokens

@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/signin-tokens/signin-tokens/internal/store/storeerr"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
@@ -43,6 +44,10 @@ type Options struct {
 	// transaction. 0 sends every write as its own statement, on the
 	// caller's goroutine.
 	Writers int
+	// TracerProvider, when set, records each statement a writer sends for
+	// a group as one span, linked to the span of every write it carries;
+	// nil records none.
+	TracerProvider trace.TracerProvider
 }
 
 var _ tokens.Store = (*Store)(nil)
@@ -85,7 +90,7 @@ func Open(ctx context.Context, databaseURL string, o Options) (*Store, error) {
 	}
 	s := &Store{pool: pool}
 	if o.Writers > 0 {
-		if s.group, err = startWriters(ctx, s, cfg, o.Writers); err != nil {
+		if s.group, err = startWriters(ctx, s, cfg, o.Writers, o.TracerProvider); err != nil {
 			pool.Close()
 			return nil, storeErr(ctx, "connect to PostgreSQL", err)
 		}
