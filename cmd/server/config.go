@@ -45,6 +45,7 @@ type Config struct {
 	MaxBodyBytes      int64
 	RequestTimeout    time.Duration
 	PprofAddr         string
+	RequireSync       bool
 }
 
 // envVar documents one environment variable; the table drives both loading
@@ -80,6 +81,7 @@ var envVars = []envVar{
 	{"MAX_BODY_BYTES", "65536", "largest request body accepted"},
 	{"REQUEST_TIMEOUT", "10s", "longest an API request may work, database calls included; then 503"},
 	{"PPROF_ADDR", "", "address for Go's pprof profiles, e.g. 127.0.0.1:6060; empty: off. Never expose it"},
+	{"REQUIRE_SYNC_REPLICATION", "false", "PostgreSQL: true refuses writes (503) and readiness while the primary does not replicate synchronously (synchronous_standby_names empty, or synchronous_commit below on), rechecked every second"},
 }
 
 // loadConfig reads the configuration and validates it; errors name the variable.
@@ -207,6 +209,16 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
 			fail("PPROF_ADDR", "must be host:port, got %q", c.PprofAddr)
 		}
+	}
+	switch v := strings.ToLower(get("REQUIRE_SYNC_REPLICATION")); v {
+	case "true", "1":
+		c.RequireSync = true
+	case "false", "0":
+	default:
+		fail("REQUIRE_SYNC_REPLICATION", "must be true or false, got %q", v)
+	}
+	if c.RequireSync && c.Database.Kind != store.Postgres && len(errs) == 0 {
+		fail("REQUIRE_SYNC_REPLICATION", "needs a PostgreSQL DATABASE_URL; SQLite has no standby")
 	}
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))

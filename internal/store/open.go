@@ -124,6 +124,10 @@ type Options struct {
 	// Writers is PostgreSQL's number of writers grouping concurrent creates
 	// and redemptions into one transaction each; 0 writes each on its own.
 	Writers int
+	// RequireSync is PostgreSQL's REQUIRE_SYNC_REPLICATION: writes and
+	// readiness are refused while the primary does not replicate
+	// synchronously (see postgres.Options).
+	RequireSync bool
 }
 
 // Open opens the store DATABASE_URL names (see Parse) and returns it with
@@ -137,7 +141,7 @@ func Open(ctx context.Context, databaseURL string, o Options) (Store, Location, 
 	}
 	switch loc.Kind {
 	case Postgres:
-		s, err := postgres.Open(ctx, loc.url, postgres.Options{Writers: o.Writers})
+		s, err := postgres.Open(ctx, loc.url, postgres.Options{Writers: o.Writers, RequireSync: o.RequireSync})
 		if err != nil {
 			return nil, loc, err
 		}
