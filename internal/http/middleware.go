@@ -63,13 +63,13 @@ type RequestObserver func(route, method string, status int, elapsed time.Duratio
 // recovers panics into a 500 (logging the stack), and logs one line per
 // request. It never logs headers, bodies or query strings, so keys and
 // tickets stay out of the log.
-func observe(base zerolog.Logger, observer RequestObserver) func(http.Handler) http.Handler {
+func observe(base zerolog.Logger, observer RequestObserver, out *outage) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			id := newTraceID()
 			log := base.With().Str("trace_id", id).Logger()
-			ctx := log.WithContext(context.WithValue(r.Context(), traceKey{}, id))
+			ctx := log.WithContext(withOutage(context.WithValue(r.Context(), traceKey{}, id), out))
 			r = r.WithContext(ctx)
 			w.Header()["Clerk-Trace-Id"] = []string{id}
 			rec := &statusRecorder{ResponseWriter: w}
@@ -99,8 +99,8 @@ func observe(base zerolog.Logger, observer RequestObserver) func(http.Handler) h
 					observer(route, r.Method, rec.status, elapsed)
 				}
 				lvl := zerolog.InfoLevel
-				if rec.status >= 500 {
-					lvl = zerolog.WarnLevel
+				if rec.status >= 500 && rec.status != http.StatusServiceUnavailable {
+					lvl = zerolog.WarnLevel // a 503's cause is logged once per outage (outage.go)
 				}
 				log.WithLevel(lvl).Str("method", r.Method).Str("route", route).Int("status", rec.status).
 					Dur("duration_ms", elapsed).Msg("request")

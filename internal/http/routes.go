@@ -12,7 +12,8 @@ import (
 // Repeated slashes and a trailing slash are tolerated on every path.
 func (s *Server) routes(cfg Config) http.Handler {
 	r := chi.NewRouter()
-	r.Use(observe(cfg.Logger, cfg.Observer))
+	out := &outage{}
+	r.Use(observe(cfg.Logger, cfg.Observer, out))
 	r.Use(collapseSlashes) // before routing, so patterns and metrics see the clean path
 	r.Use(middleware.StripSlashes)
 	r.Use(limitBody(cfg.MaxBodyBytes))
@@ -20,7 +21,7 @@ func (s *Server) routes(cfg Config) http.Handler {
 	r.MethodNotAllowed(handle(methodNotAllowed(r)))
 
 	r.Get("/healthz", handle(s.healthz))
-	r.Get("/readyz", handle(s.readyz))
+	r.With(out.needsDatabase).Get("/readyz", handle(s.readyz))
 	r.Get("/.well-known/jwks.json", handle(s.jwks))
 	r.Get("/openapi.yaml", openAPIDocument)
 	for path, h := range cfg.Extra {
@@ -29,6 +30,7 @@ func (s *Server) routes(cfg Config) http.Handler {
 
 	limits := newLimiters(cfg.RateLimits)
 	api := func(r chi.Router) {
+		r.Use(out.needsDatabase)
 		r.Use(requireKey(newKeyRing(cfg.SecretKeys)))
 		r.Use(deadline(cfg.RequestTimeout))
 		r.Use(limits.perKey)
