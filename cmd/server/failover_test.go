@@ -334,13 +334,20 @@ func runFailover(t *testing.T, syncRep bool) failoverReport {
 			}
 		}
 		slices.SortFunc(answers, func(a, b outcome) int { return a.at.Compare(b.at) })
-		var down, up time.Time
+		// From the first 503 to the first 200 after the last one.
+		var down, last, up time.Time
 		for _, o := range answers {
-			switch {
-			case o.status == 503 && down.IsZero():
-				down = o.at
-			case o.status == 200 && !down.IsZero() && up.IsZero():
+			if o.status == 503 {
+				if down.IsZero() {
+					down = o.at
+				}
+				last = o.at
+			}
+		}
+		for _, o := range answers {
+			if o.status == 200 && !last.IsZero() && o.at.After(last) {
 				up = o.at
+				break
 			}
 		}
 		if up.IsZero() {
@@ -382,16 +389,24 @@ func TestFailoverCanceledReplicationWait(t *testing.T) {
 	needFailoverTest(t)
 	pair := newReplicatedPair(t, true)
 	keyFile, _ := writeSigningKey(t)
-	start := func(timeout string) *process {
+	start := func(timeout, requireSync string) *process {
 		env := serverEnv(t, pair.serviceURL())
 		env["SIGNING_KEY_FILE"] = keyFile
 		env["REQUEST_TIMEOUT"] = timeout
+		env["REQUIRE_SYNC_REPLICATION"] = requireSync
 		return spawn(t, env)
 	}
-	short, long := start("1s"), start("30s")
+	short, long, strict := start("1s", "false"), start("30s", "false"), start("5s", "true")
 	t.Cleanup(testClient.CloseIdleConnections)
 	waitReady(t, short.base)
 	waitReady(t, long.base)
+	waitReady(t, strict.base) // REQUIRE_SYNC_REPLICATION, on a synchronous primary
+	if got := metricValue(t, strict.base, "signin_tokens_db_synchronous_replication"); got != 1 {
+		t.Errorf("synchronous replication on the primary: got %v, want 1", got)
+	}
+	if _, err := createTicket(strict.base, "user_strict"); err != nil {
+		t.Errorf("REQUIRE_SYNC_REPLICATION on a synchronous primary: %v", err)
+	}
 
 	const grouped, keyed = 12, 4 // tickets 0 to 11 at once, the first 4 with a key; ticket 12 canceled by hand
 	tickets := make([]issued, grouped+1)
@@ -488,6 +503,17 @@ func TestFailoverCanceledReplicationWait(t *testing.T) {
 	pair.standby.promote()
 	waitReady(t, short.base)
 	waitReady(t, long.base)
+	// The promoted standby has no standby of its own: the strict replica
+	// refuses, rather than acknowledge writes a second failover could lose.
+	waitFor(t, 10*time.Second, "REQUIRE_SYNC_REPLICATION refusing an asynchronous primary", func() bool {
+		r, err := send(strict.base, "GET", "/readyz", "", "")
+		return err == nil && r.status == 503 && strings.Contains(string(r.raw), "service_unavailable")
+	})
+	r := mustSend(t, strict.base, "POST", "/v1/sign_in_tokens", testSecretKey, `{"user_id":"user_strict"}`)
+	checkError(t, "REQUIRE_SYNC_REPLICATION, create on an asynchronous primary", r, 503, "service_unavailable")
+	if got := metricValue(t, strict.base, "signin_tokens_db_synchronous_replication"); got != 0 {
+		t.Errorf("synchronous replication after the failover: got %v, want 0", got)
+	}
 	for i := range tickets {
 		r := redeem(long.base, i)
 		for tries := 0; r.status == 503 && tries < 20; tries++ { // as a client retries a 503
