@@ -57,7 +57,7 @@ type pgCluster struct {
 	dir  string // data directory
 	port int
 
-	paused int // the WAL receiver pauseWALReceiver stopped, or 0
+	paused int // the WAL receiver or sender stopped with SIGSTOP, or 0
 }
 
 // asPostgres runs a PostgreSQL binary as the postgres OS user.
@@ -111,9 +111,14 @@ func (c *pgCluster) start() {
 }
 
 // crash stops c the way a crash would: no checkpoint, no goodbye to clients
-// or standbys.
+// or standbys. A WAL sender pauseWALSender stopped dies first, with what it
+// had not sent.
 func (c *pgCluster) crash() {
 	c.t.Helper()
+	if c.paused != 0 {
+		syscall.Kill(c.paused, syscall.SIGKILL)
+		c.paused = 0
+	}
 	c.run("pg_ctl", "-D", c.dir, "-m", "immediate", "stop")
 }
 
@@ -176,6 +181,7 @@ func newReplicatedPair(t *testing.T, syncRep bool) *replicatedPair {
 	}
 	t.Cleanup(func() {
 		p.standby.resumeWALReceiver()
+		p.primary.resumeWALReceiver()
 		p.standby.stopQuietly()
 		p.primary.stopQuietly()
 		if t.Failed() {
@@ -247,25 +253,37 @@ func (p *replicatedPair) serviceURL() string {
 		p.primary.port, p.standby.port)
 }
 
-// walReceiverPID is the standby's WAL receiver process, or 0.
-func (c *pgCluster) walReceiverPID() int {
+// pidOf runs a query for one process id on c; 0 if there is none.
+func (c *pgCluster) pidOf(query string) int {
 	c.t.Helper()
 	conn := c.connect("postgres")
 	defer conn.Close(context.Background())
 	var pid int
-	if err := conn.QueryRow(context.Background(), `SELECT coalesce(max(pid), 0) FROM pg_stat_wal_receiver`).Scan(&pid); err != nil {
+	if err := conn.QueryRow(context.Background(), query).Scan(&pid); err != nil {
 		c.t.Fatal(err)
 	}
 	return pid
 }
 
 // pauseWALReceiver stops the standby's WAL receiver with SIGSTOP: the
-// standby then confirms nothing, as a standby on a stalled disk or network.
+// standby then confirms nothing, as a standby on a stalled disk. What the
+// primary sent meanwhile waits in the socket and arrives on resume.
 func (c *pgCluster) pauseWALReceiver() {
 	c.t.Helper()
-	pid := c.walReceiverPID()
+	c.pause(c.pidOf(`SELECT coalesce(max(pid), 0) FROM pg_stat_wal_receiver`), "WAL receiver")
+}
+
+// pauseWALSender stops the primary's WAL sender with SIGSTOP: the standby
+// gets nothing more, as behind a network that stalled; crash kills it.
+func (c *pgCluster) pauseWALSender() {
+	c.t.Helper()
+	c.pause(c.pidOf(`SELECT coalesce(max(pid), 0) FROM pg_stat_replication`), "WAL sender")
+}
+
+func (c *pgCluster) pause(pid int, what string) {
+	c.t.Helper()
 	if pid == 0 {
-		c.t.Fatal("the standby has no WAL receiver")
+		c.t.Fatalf("%s has no %s", c.name, what)
 	}
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		c.t.Fatal(err)
@@ -273,7 +291,7 @@ func (c *pgCluster) pauseWALReceiver() {
 	c.paused = pid
 }
 
-// resumeWALReceiver continues a WAL receiver pauseWALReceiver stopped.
+// resumeWALReceiver continues a WAL receiver (or sender) paused.
 func (c *pgCluster) resumeWALReceiver() {
 	if c.paused != 0 {
 		syscall.Kill(c.paused, syscall.SIGCONT)
