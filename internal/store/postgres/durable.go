@@ -103,6 +103,7 @@ func (s *Store) durable(ctx context.Context, op string) error {
 		return nil
 	}
 	s.unreplicated.Add(1)
+	s.health.forget()
 	if ctx.Err() != nil {
 		return storeErr(ctx, op, fmt.Errorf("outcome unknown: %s", why))
 	}
@@ -183,6 +184,15 @@ func (p *prober) check(ctx context.Context, run func(context.Context) error) err
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.err
+}
+
+// forget drops the last answer, so the next check probes: a write that
+// found the database unreachable must not leave readiness saying it is fine
+// for up to a second.
+func (p *prober) forget() {
+	p.mu.Lock()
+	p.at = time.Time{}
+	p.mu.Unlock()
 }
 
 // errNotSynchronous is the answer while REQUIRE_SYNC_REPLICATION is set

@@ -869,6 +869,9 @@ func (s *Store) deleteBatch(ctx context.Context, op, sql string, cutoff time.Tim
 // dial (no connection was made, and closing the healthy ones would only add
 // to the load).
 func (s *Store) fail(ctx context.Context, op string, err error) error {
+	if err != nil && unreachable(err) {
+		s.health.forget() // readiness probes afresh
+	}
 	if broken(err) {
 		s.pool.Reset()
 		if s.group != nil {
