@@ -6,7 +6,7 @@ BIN      := bin/server
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 export TEST_DATABASE_URL
 
-.PHONY: run build image deploy-check test test-short fuzz bench bench-go vet clean
+.PHONY: run build image deploy-check test test-short failover-test fuzz bench bench-go vet clean
 
 ## run: start the service with zero configuration (SQLite and dev keys under
 ## ./data), its logs as console lines for people
@@ -38,6 +38,15 @@ test: | compat/js/node_modules
 compat/js/node_modules:
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix compat/js --no-audit --no-fund; \
 	else echo "npm not found: TestClerkJSSDK will be skipped (and fail under CI=true)"; fi
+
+## failover-test: a primary and a streaming standby of their own (PostgreSQL 15
+## binaries, run as the postgres OS user, on free ports; never the cluster on
+## 5432), two server processes, the primary crashed under load and the standby
+## promoted, with asynchronous and synchronous replication (docs/operations.md);
+## needs root. FAILOVER_RUNS=N repeats it; not part of make test
+FAILOVER_RUNS ?= 1
+failover-test:
+	FAILOVER_TEST=1 $(GO) test -count=$(FAILOVER_RUNS) -timeout 30m -v -run '^TestFailover' ./cmd/server/
 
 ## fuzz: each fuzz target for FUZZTIME (CI runs this after the tests)
 FUZZTIME ?= 5s

@@ -49,6 +49,7 @@ type Config struct {
 	RequestTimeout    time.Duration
 	PprofAddr         string
 	Tracing           tracing.Settings // from the standard OTEL_* variables
+	RequireSync       bool
 }
 
 // envVar documents one environment variable; the table drives both loading
@@ -97,6 +98,7 @@ var envVars = []envVar{
 	{"OTEL_BSP_SCHEDULE_DELAY", "5000", "OpenTelemetry: milliseconds between exports of finished spans"},
 	{"OTEL_TRACES_EXPORTER", "otlp", "OpenTelemetry: otlp, or none for tracing off"},
 	{"OTEL_SDK_DISABLED", "false", "OpenTelemetry: true turns tracing off whatever the endpoint"},
+	{"REQUIRE_SYNC_REPLICATION", "false", "PostgreSQL: true refuses writes (503) and readiness while the primary does not replicate synchronously (synchronous_standby_names empty, or synchronous_commit below on), rechecked every second"},
 }
 
 // loadConfig reads the configuration and validates it; errors name the variable.
@@ -247,6 +249,16 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	tracingSettings, tracingErrs := tracing.Load(getenv)
 	c.Tracing, errs = tracingSettings, append(errs, tracingErrs...)
+	switch v := strings.ToLower(get("REQUIRE_SYNC_REPLICATION")); v {
+	case "true", "1":
+		c.RequireSync = true
+	case "false", "0":
+	default:
+		fail("REQUIRE_SYNC_REPLICATION", "must be true or false, got %q", v)
+	}
+	if c.RequireSync && c.Database.Kind != store.Postgres && len(errs) == 0 {
+		fail("REQUIRE_SYNC_REPLICATION", "needs a PostgreSQL DATABASE_URL; SQLite has no standby")
+	}
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}

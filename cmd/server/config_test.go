@@ -43,6 +43,7 @@ func TestLoadConfigNamesTheVariable(t *testing.T) {
 		"MAX_BODY_BYTES":               "10",
 		"REQUEST_TIMEOUT":              "1ms",
 		"DATABASE_WRITERS":             "-1",
+		"REQUIRE_SYNC_REPLICATION":     "maybe",
 	}
 	for name, value := range cases {
 		_, err := loadConfig(func(k string) string {

@@ -58,7 +58,7 @@ func newLogger(cfg Config, stdout io.Writer) zerolog.Logger {
 // when tracing is off, traces PostgreSQL's group commits.
 func openStore(ctx context.Context, cfg Config, log zerolog.Logger, tp trace.TracerProvider) (tokens.Store, error) {
 	st, loc, err := store.Open(ctx, cfg.DatabaseURL, store.Options{DataDir: cfg.DataDir,
-		Writers: cfg.DatabaseWriters, TracerProvider: tp})
+		Writers: cfg.DatabaseWriters, RequireSync: cfg.RequireSync, TracerProvider: tp})
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +67,13 @@ func openStore(ctx context.Context, cfg Config, log zerolog.Logger, tp trace.Tra
 		return nil, fmt.Errorf("migrate %s: %w", loc, err)
 	}
 	log.Info().Stringer("store", loc).Msg("database ready")
+	if cfg.RequireSync {
+		if err := st.Ping(ctx); err != nil {
+			// Not fatal: the primary is rechecked every second, and a
+			// failover or a fixed setting makes the service ready again.
+			log.Error().Err(err).Msg("REQUIRE_SYNC_REPLICATION: not ready, and refusing writes, until the primary replicates synchronously")
+		}
+	}
 	return st, nil
 }
 

@@ -110,7 +110,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if !errors.As(err, &e) {
 		zerolog.Ctx(r.Context()).Error().Err(err).Msg("internal error")
 		e = errInternal
-	} else if e.Code == tokens.CodeUnavailable || e.Code == tokens.CodeUserLookupFailed {
+	} else if e.Code == tokens.CodeUnavailable {
+		unavailable(r.Context(), err, e.Code)
+	} else if e.Code == tokens.CodeUserLookupFailed {
 		zerolog.Ctx(r.Context()).Warn().Err(err).Msg(e.Code)
 	}
 	status, ok := statusByCode[e.Code]

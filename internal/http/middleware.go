@@ -66,7 +66,7 @@ type RequestObserver func(route, method string, status int, elapsed time.Duratio
 // tickets stay out of the log. With a tracer it also starts the request's
 // server span, joined to the caller's trace by its traceparent header, and
 // the trace id is the span's; without one no span code runs at all.
-func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer) func(http.Handler) http.Handler {
+func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer, out *outage) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -79,7 +79,7 @@ func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer)
 				id = newTraceID()
 			}
 			log := base.With().Str("trace_id", id).Logger()
-			ctx := log.WithContext(context.WithValue(r.Context(), traceKey{}, id))
+			ctx := log.WithContext(withOutage(context.WithValue(r.Context(), traceKey{}, id), out))
 			r = r.WithContext(ctx)
 			w.Header()["Clerk-Trace-Id"] = []string{id}
 			rec := &statusRecorder{ResponseWriter: w}
@@ -115,8 +115,8 @@ func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer)
 					endServerSpan(span, r.Method, route, rec.status)
 				}
 				lvl := zerolog.InfoLevel
-				if rec.status >= 500 {
-					lvl = zerolog.WarnLevel
+				if rec.status >= 500 && rec.status != http.StatusServiceUnavailable {
+					lvl = zerolog.WarnLevel // a 503's cause is logged once per outage (outage.go)
 				}
 				log.WithLevel(lvl).Str("method", r.Method).Str("route", route).Int("status", rec.status).
 					Dur("duration_ms", elapsed).Msg("request")

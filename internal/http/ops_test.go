@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
 // lockedBuffer is a log sink safe for the server's goroutines.
@@ -156,5 +158,75 @@ func TestPanicLogsItsStack(t *testing.T) {
 		!strings.Contains(stack, "TestPanicLogsItsStack") {
 		t.Errorf("panic line: got level %v, panic %v, trace_id %v, stack %.300q; want error, the panic value, the request's trace id and a stack through the handler",
 			found["level"], found["panic"], found["trace_id"], stack)
+	}
+}
+
+// switchableStore fails Get and Ping with ErrUnavailable while down is set.
+type switchableStore struct {
+	tokens.Store
+	down *atomic.Bool
+}
+
+func (s switchableStore) Get(ctx context.Context, id string) (tokens.Token, error) {
+	if s.down.Load() {
+		return tokens.Token{}, fmt.Errorf("get: %w: dial tcp 10.1.2.3:5432: connection refused", tokens.ErrUnavailable)
+	}
+	return s.Store.Get(ctx, id)
+}
+
+func (s switchableStore) Ping(ctx context.Context) error {
+	if s.down.Load() {
+		return fmt.Errorf("probe writes: %w: read only", tokens.ErrUnavailable)
+	}
+	return s.Store.Ping(ctx)
+}
+
+// TestOneWarningPerOutage: while the database is down every request answers
+// 503, but the log has one warning for the outage, not a line or two per
+// request; the first success says it is over and how many requests failed.
+func TestOneWarningPerOutage(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuffer{}
+	var down atomic.Bool
+	b := setup(t, func(o *options) {
+		o.logs = logs
+		o.wrap = func(st tokens.Store) tokens.Store { return switchableStore{st, &down} }
+	})
+	o := b.create(`{"user_id":"user_1"}`)
+	path := "/v1/sign_in_tokens/" + o["id"].(string)
+	levels := func() (warnings []map[string]any, recovered []map[string]any) {
+		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var entry map[string]any
+			if err := json.Unmarshal([]byte(line), &entry); err != nil {
+				t.Fatalf("log line %q: %v", line, err)
+			}
+			if entry["level"] == "warn" || entry["level"] == "error" {
+				warnings = append(warnings, entry)
+			}
+			if entry["message"] == "the database is available again" {
+				recovered = append(recovered, entry)
+			}
+		}
+		return warnings, recovered
+	}
+
+	for round := 1; round <= 2; round++ {
+		down.Store(true)
+		for range 5 {
+			b.do("GET", path, "").wantError(t, 503, "service_unavailable")
+		}
+		b.do("GET", "/readyz", "").wantError(t, 503, "service_unavailable")
+		if warnings, _ := levels(); len(warnings) != round {
+			t.Fatalf("round %d, 6 requests answered 503: got %d warning lines, want %d:\n%s", round, len(warnings), round, logs.String())
+		}
+		down.Store(false)
+		if r := b.do("GET", path, ""); r.status != 200 {
+			t.Fatalf("after recovery: got %d %s, want 200", r.status, r.raw)
+		}
+		b.do("GET", path, "")
+		_, recovered := levels()
+		if len(recovered) != round || recovered[round-1]["failed_requests"] != float64(6) {
+			t.Fatalf("round %d: got recovery lines %v, want %d, the last with failed_requests 6", round, recovered, round)
+		}
 	}
 }

@@ -19,7 +19,8 @@ func (s *Server) routes(cfg Config) http.Handler {
 	if cfg.TracerProvider != nil {
 		tracer = cfg.TracerProvider.Tracer(TracerName)
 	}
-	r.Use(observe(cfg.Logger, cfg.Observer, tracer))
+	out := &outage{}
+	r.Use(observe(cfg.Logger, cfg.Observer, tracer, out))
 	r.Use(collapseSlashes) // before routing, so patterns and metrics see the clean path
 	r.Use(middleware.StripSlashes)
 	r.Use(limitBody(cfg.MaxBodyBytes))
@@ -27,7 +28,7 @@ func (s *Server) routes(cfg Config) http.Handler {
 	r.MethodNotAllowed(handle(methodNotAllowed(r)))
 
 	r.Get("/healthz", handle(s.healthz))
-	r.Get("/readyz", handle(s.readyz))
+	r.With(out.needsDatabase).Get("/readyz", handle(s.readyz))
 	r.Get("/.well-known/jwks.json", handle(s.jwks))
 	r.Get("/openapi.yaml", openAPIDocument)
 	for path, h := range cfg.Extra {
@@ -46,6 +47,7 @@ func (s *Server) routes(cfg Config) http.Handler {
 		})
 	}
 	api := func(r chi.Router) {
+		r.Use(out.needsDatabase)
 		r.Use(requireKey(newKeyRing(cfg.SecretKeys)))
 		r.Use(deadline(cfg.RequestTimeout))
 		r.Use(limits.perKey)

@@ -226,6 +226,12 @@ var (
 		"Creates and redemptions sent in a group; the rest went alone.", nil, nil)
 	retriedWritesDesc = prometheus.NewDesc(namespace+"_db_group_retried_writes_total",
 		"Writes the writers handed back to run alone: of a group the database refused or that ran out of time, or whose row another transaction held.", nil, nil)
+	syncDesc = prometheus.NewDesc(namespace+"_db_synchronous_replication",
+		"1 when the PostgreSQL primary, as last probed, makes commits wait for a synchronous standby (synchronous_standby_names set, synchronous_commit on or remote_apply), else 0; absent until probed.", nil, nil)
+	syncRequiredDesc = prometheus.NewDesc(namespace+"_db_synchronous_replication_required",
+		"1 when REQUIRE_SYNC_REPLICATION is set: writes and readiness are refused while the primary does not replicate synchronously.", nil, nil)
+	unreplicatedDesc = prometheus.NewDesc(namespace+"_db_unreplicated_commits_total",
+		"Writes answered 503 (outcome unknown) because they committed without being known durable: their wait for the synchronous standby was canceled, or they returned past their deadline.", nil, nil)
 )
 
 // poolCollector reads the pool's figures when scraped, so they are never stale.
@@ -241,6 +247,9 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- writeGroupsDesc
 	ch <- groupedWritesDesc
 	ch <- retriedWritesDesc
+	ch <- syncDesc
+	ch <- syncRequiredDesc
+	ch <- unreplicatedDesc
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
@@ -256,4 +265,16 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(writeGroupsDesc, prometheus.CounterValue, float64(s.WriteGroups))
 	ch <- prometheus.MustNewConstMetric(groupedWritesDesc, prometheus.CounterValue, float64(s.GroupedWrites))
 	ch <- prometheus.MustNewConstMetric(retriedWritesDesc, prometheus.CounterValue, float64(s.RetriedWrites))
+	if s.SyncKnown {
+		ch <- prometheus.MustNewConstMetric(syncDesc, prometheus.GaugeValue, boolValue(s.Synchronous))
+	}
+	ch <- prometheus.MustNewConstMetric(syncRequiredDesc, prometheus.GaugeValue, boolValue(s.SyncRequired))
+	ch <- prometheus.MustNewConstMetric(unreplicatedDesc, prometheus.CounterValue, float64(s.UnreplicatedCommits))
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -128,6 +128,10 @@ type Options struct {
 	Writers int
 	// TracerProvider, when set, traces PostgreSQL's group commits; nil: off.
 	TracerProvider trace.TracerProvider
+	// RequireSync is PostgreSQL's REQUIRE_SYNC_REPLICATION: writes and
+	// readiness are refused while the primary does not replicate
+	// synchronously (see postgres.Options).
+	RequireSync bool
 }
 
 // Open opens the store DATABASE_URL names (see Parse) and returns it with
@@ -141,7 +145,7 @@ func Open(ctx context.Context, databaseURL string, o Options) (Store, Location, 
 	}
 	switch loc.Kind {
 	case Postgres:
-		s, err := postgres.Open(ctx, loc.url, postgres.Options{Writers: o.Writers, TracerProvider: o.TracerProvider})
+		s, err := postgres.Open(ctx, loc.url, postgres.Options{Writers: o.Writers, RequireSync: o.RequireSync, TracerProvider: o.TracerProvider})
 		if err != nil {
 			return nil, loc, err
 		}

@@ -21,6 +21,12 @@ type PoolStats struct {
 	WriteGroups   int64 // transactions that carried two writes or more
 	GroupedWrites int64 // the writes they carried
 	RetriedWrites int64 // writes handed back to run alone (a refused group, a locked row)
+
+	// Replication (PostgreSQL), as the write probe last saw the primary.
+	SyncRequired        bool  // REQUIRE_SYNC_REPLICATION
+	SyncKnown           bool  // a probe has read the primary's settings
+	Synchronous         bool  // commits wait for a synchronous standby
+	UnreplicatedCommits int64 // writes answered 503 because their durability was unknown, since start
 }
 
 // Stats reports a store's figures, for metrics: the metrics package watches
@@ -41,8 +47,13 @@ type Stats interface {
 func PoolStatsOf(st tokens.Store) (PoolStats, bool) {
 	switch st := st.(type) {
 	case *postgres.Store:
-		p, w := st.Stat(), st.WriteStats()
+		p, w, r := st.Stat(), st.WriteStats(), st.ReplicationStats()
 		return PoolStats{
+			SyncRequired:        r.Required,
+			SyncKnown:           r.Known,
+			Synchronous:         r.Synchronous,
+			UnreplicatedCommits: r.Unreplicated,
+
 			MaxConns:      int(p.MaxConns()),
 			InUseConns:    int(p.AcquiredConns()),
 			IdleConns:     int(p.IdleConns()),

@@ -25,6 +25,7 @@ func TestBroken(t *testing.T) {
 		{"unexpected EOF", io.ErrUnexpectedEOF, true},
 		{"connection reset", &net.OpError{Op: "read", Err: syscall.ECONNRESET}, true},
 		{"broken pipe", &net.OpError{Op: "write", Err: syscall.EPIPE}, true},
+		{"read-only server", &pgconn.PgError{Code: "25006"}, true},
 		{"statement canceled", &pgconn.PgError{Code: "57014"}, false},
 		{"too many connections", &pgconn.PgError{Code: "53300"}, false},
 		{"cannot connect now", &pgconn.PgError{Code: "57P03"}, false},

@@ -56,6 +56,10 @@ import (
 //     group: nobody can tell whether it committed, so every caller is told
 //     ErrUnavailable (and a redemption can be retried safely under an
 //     Idempotency-Key).
+//  7. A group whose commit succeeded without being durable as configured
+//     (its wait for the synchronous standby canceled, or the group past its
+//     deadline: see durable.go) fails as a whole too: the commit is one,
+//     shared by every caller, and each is told ErrUnavailable.
 
 // DefaultWriters is the service's number of writers (DATABASE_WRITERS). With
 // fewer writers, more writes queue and groups are larger: on the load tool's
@@ -297,25 +301,30 @@ func (g *writers) send(group []*write) {
 // createOne sends a lone create as its own statement, under its caller's
 // context: a caller who gives up cancels the statement on the server.
 func (g *writers) createOne(w *write) {
-	_, err := g.pool.Exec(w.ctx, insertTokenSQL, insertTokenArgs(w.create)...)
-	g.settle(w, err, func() {})
+	ctx := watchCommits(w.ctx)
+	_, err := g.pool.Exec(ctx, insertTokenSQL, insertTokenArgs(w.create)...)
+	g.settle(ctx, w, err, func() {})
 }
 
 // redeemOne sends a lone redemption without a key as its own statement.
 func (g *writers) redeemOne(w *write) {
 	r := w.redeem
-	t, err := scanToken(g.pool.QueryRow(w.ctx, redeemSQL, r.id, r.hash, r.now))
+	ctx := watchCommits(w.ctx)
+	t, err := scanToken(g.pool.QueryRow(ctx, redeemSQL, r.id, r.hash, r.now))
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = nil
 	}
-	g.settle(w, err, func() { w.out.token, w.out.matched = t, t.ID != "" })
+	g.settle(ctx, w, err, func() { w.out.token, w.out.matched = t, t.ID != "" })
 }
 
-// settle records a lone write's outcome: done, handed back, or failed.
-func (g *writers) settle(w *write, err error, done func()) {
+// settle records the outcome of a lone write sent under ctx: done, handed
+// back, or failed (also when it committed but is not known durable).
+func (g *writers) settle(ctx context.Context, w *write, err error, done func()) {
 	switch {
 	case err == nil:
-		done()
+		if w.out.err = g.s.durable(ctx, w.kind.op()); w.out.err == nil {
+			done()
+		}
 	case refused(err):
 		w.out.alone = true
 	default:
@@ -418,6 +427,7 @@ func (g *writers) writeGroup(group []*write) {
 
 	ctx, cancel := groupContext(group)
 	defer cancel()
+	ctx = watchCommits(ctx)
 	var span trace.Span
 	if g.tracer != nil {
 		span = g.startGroupSpan(creates, redeems)
@@ -447,6 +457,15 @@ func (g *writers) writeGroup(group []*write) {
 	}
 	err := g.pool.SendBatch(ctx, batch).Close()
 	if err == nil {
+		if err = g.s.durable(ctx, "write a group of tokens"); err == nil {
+			return
+		}
+		// Committed, perhaps on the primary alone: every caller shares the
+		// commit, and none may be told it is done.
+		for _, w := range group {
+			w.out.token, w.out.matched, w.out.alone = tokens.Token{}, false, false
+			w.out.err = err
+		}
 		return
 	}
 	if span != nil {

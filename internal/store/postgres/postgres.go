@@ -14,6 +14,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,11 @@ import (
 type Store struct {
 	pool  *pgxpool.Pool
 	group *writers // nil: every write is its own statement
+
+	requireSync  bool
+	health       prober       // the write probe behind Ping
+	replication  atomic.Int32 // replicationUnknown, replicationAsync or replicationSync
+	unreplicated atomic.Int64 // writes answered ErrUnavailable, their durability unknown
 }
 
 // Options tunes a Store beyond what its URL says.
@@ -48,6 +54,13 @@ type Options struct {
 	// a group as one span, linked to the span of every write it carries;
 	// nil records none.
 	TracerProvider trace.TracerProvider
+
+	// RequireSync refuses writes, and readiness, while the primary does not
+	// replicate synchronously: synchronous_standby_names is empty, or the
+	// service's sessions have synchronous_commit below on (remote_apply
+	// counts). Without it, commits acknowledged by the primary alone can be
+	// lost on failover (docs/operations.md).
+	RequireSync bool
 }
 
 var _ tokens.Store = (*Store)(nil)
@@ -77,6 +90,10 @@ func Open(ctx context.Context, databaseURL string, o Options) (*Store, error) {
 	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: time.Second}
 	}
+	// A commit whose wait for the synchronous standby was canceled succeeds
+	// with a warning: see durable.go.
+	cfg.ConnConfig.OnNotice = noticeCanceledWait
+	cfg.PrepareConn = linkCommitWatch
 	if !strings.Contains(databaseURL, "pool_max_conns") {
 		cfg.MaxConns = DefaultMaxConns
 	}
@@ -88,7 +105,7 @@ func Open(ctx context.Context, databaseURL string, o Options) (*Store, error) {
 		pool.Close()
 		return nil, storeErr(ctx, "connect to PostgreSQL", err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, requireSync: o.RequireSync}
 	if o.Writers > 0 {
 		if s.group, err = startWriters(ctx, s, cfg, o.Writers, o.TracerProvider); err != nil {
 			pool.Close()
@@ -138,11 +155,6 @@ func migrationLockID(schema string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte("signin-tokens migrations\x00" + schema))
 	return int64(h.Sum64())
-}
-
-// Ping reports whether the database answers.
-func (s *Store) Ping(ctx context.Context) error {
-	return s.fail(ctx, "ping", s.pool.Ping(ctx))
 }
 
 // Stat returns the connection pool's figures, for metrics.
@@ -214,6 +226,9 @@ func insertTokenArgs(t tokens.Token) []any {
 // is one transaction beside them (see createTx). An id already stored is an
 // error.
 func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateResult, error) {
+	if err := s.checkSynchronous(ctx, "create token"); err != nil {
+		return tokens.CreateResult{}, err
+	}
 	if c.Code != nil || c.RevokePrevious || c.Key != nil || c.Token.Kind() != tokens.KindSignIn {
 		return s.createTx(ctx, c)
 	}
@@ -232,8 +247,9 @@ func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateRes
 }
 
 func (s *Store) createOne(ctx context.Context, t tokens.Token) error {
+	ctx = watchCommits(ctx)
 	_, err := s.pool.Exec(ctx, insertTokenSQL, insertTokenArgs(t)...)
-	return s.fail(ctx, "create token", err)
+	return s.wrote(ctx, "create token", err)
 }
 
 const insertCodeSQL = `
@@ -249,6 +265,7 @@ INSERT INTO sign_in_token_codes (token_id, code_hash, key_id) VALUES ($1, $2, $3
 func (s *Store) createTx(ctx context.Context, c tokens.Creation) (tokens.CreateResult, error) {
 	const op = "create token"
 	t := c.Token
+	ctx = watchCommits(ctx)
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return tokens.CreateResult{}, s.fail(ctx, op, err)
@@ -279,11 +296,15 @@ func (s *Store) createTx(ctx context.Context, c tokens.Creation) (tokens.CreateR
 		if claimed.RowsAffected() == 0 {
 			// The key is in use: answer with its token; the rollback drops
 			// everything above.
-			return s.createdBefore(ctx, tx, op, key)
+			first, err := s.createdBefore(ctx, tx, op, key)
+			if err == nil {
+				err = s.confirm(ctx)
+			}
+			return first, err
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return tokens.CreateResult{}, s.fail(ctx, op, err)
+	if err := s.wrote(ctx, op, tx.Commit(ctx)); err != nil {
+		return tokens.CreateResult{}, err
 	}
 	return res, nil
 }
@@ -351,10 +372,15 @@ func kindCondition(kind tokens.Kind) string {
 // RevokeUser revokes every pending token of a user, expired ones included,
 // in one statement, and returns them newest first.
 func (s *Store) RevokeUser(ctx context.Context, kind tokens.Kind, userID string, now time.Time) ([]tokens.Token, error) {
+	const op = "revoke a user's tokens"
+	if err := s.checkSynchronous(ctx, op); err != nil {
+		return nil, err
+	}
+	ctx = watchCommits(ctx)
 	rows, err := s.pool.Query(ctx, revokeUserSQL(kind), userID, now)
 	list, err := collectTokens(rows, err)
-	if err != nil {
-		return nil, s.fail(ctx, "revoke a user's tokens", err)
+	if err := s.wrote(ctx, op, err); err != nil {
+		return nil, err
 	}
 	return list, nil
 }
@@ -384,8 +410,12 @@ LIMIT $3`
 // tokens.Store.
 func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens.Token, tokens.CodeOutcome, error) {
 	const op = "redeem code"
+	if err := s.checkSynchronous(ctx, op); err != nil {
+		return tokens.Token{}, 0, err
+	}
+	ctx = watchCommits(ctx)
 	fail := func(err error) (tokens.Token, tokens.CodeOutcome, error) {
-		return tokens.Token{}, 0, s.fail(ctx, op, err)
+		return tokens.Token{}, 0, s.wrote(ctx, op, err)
 	}
 	if r.Key != nil {
 		// Before any code is compared: a key cannot buy uncounted guesses.
@@ -430,8 +460,8 @@ func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens
 				return s.codeReplay(ctx, op, r.Key)
 			}
 		}
-		if err := tx.Commit(ctx); err != nil {
-			return fail(err)
+		if err := s.wrote(ctx, op, tx.Commit(ctx)); err != nil {
+			return tokens.Token{}, 0, err
 		}
 		return t, tokens.CodeAccepted, nil
 	}
@@ -463,8 +493,8 @@ func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens
 	if _, err := tx.Exec(ctx, `UPDATE sign_in_token_codes SET attempts = attempts + 1 WHERE token_id = ANY($1)`, ids); err != nil {
 		return fail(err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return fail(err)
+	if err := s.wrote(ctx, op, tx.Commit(ctx)); err != nil {
+		return tokens.Token{}, 0, err
 	}
 	return tokens.Token{}, tokens.CodeWrong, nil
 }
@@ -597,6 +627,9 @@ RETURNING ` + tokenColumns
 // is recorded in the same statement as the change.
 func (s *Store) Redeem(ctx context.Context, id string, ticketHash []byte, now time.Time, key *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
 	const op = "redeem token"
+	if err := s.checkSynchronous(ctx, op); err != nil {
+		return tokens.Token{}, tokens.Unchanged, err
+	}
 	if s.group == nil {
 		return s.transition(ctx, op, id, key, redeemSQL, redeemKeyedSQL, id, ticketHash, now)
 	}
@@ -625,6 +658,9 @@ RETURNING ` + tokenColumns
 // When the token is not pending it returns it as stored and
 // tokens.Unchanged. A key is recorded in the same statement as the change.
 func (s *Store) Revoke(ctx context.Context, id string, now time.Time, key *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
+	if err := s.checkSynchronous(ctx, "revoke token"); err != nil {
+		return tokens.Token{}, tokens.Unchanged, err
+	}
 	return s.transition(ctx, "revoke token", id, key, revokeSQL, revokeKeyedSQL, id, now)
 }
 
@@ -721,6 +757,9 @@ func (s *Store) replay(ctx context.Context, op string, key *tokens.Idempotency) 
 		return tokens.Token{}, false, err
 	}
 	t, err := s.Get(ctx, stored.TokenID)
+	if err == nil {
+		err = s.confirm(ctx)
+	}
 	return t, err == nil, err
 }
 
@@ -763,10 +802,14 @@ func isKeyConflict(err error) bool {
 // rolled back, so it is run again, a few times at most.
 func (s *Store) update(ctx context.Context, op, sql string, args ...any) (tokens.Token, bool, error) {
 	const attempts = 3
+	ctx = watchCommits(ctx)
 	for attempt := 1; ; attempt++ {
 		t, err := scanToken(s.pool.QueryRow(ctx, sql, args...))
 		switch {
 		case err == nil:
+			if err := s.durable(ctx, op); err != nil {
+				return tokens.Token{}, false, err
+			}
 			return t, true, nil
 		case errors.Is(err, pgx.ErrNoRows):
 			return tokens.Token{}, false, nil
@@ -850,6 +893,9 @@ func (s *Store) deleteBatch(ctx context.Context, op, sql string, cutoff time.Tim
 // dial (no connection was made, and closing the healthy ones would only add
 // to the load).
 func (s *Store) fail(ctx context.Context, op string, err error) error {
+	if err != nil && unreachable(err) {
+		s.health.forget() // readiness probes afresh
+	}
 	if broken(err) {
 		s.pool.Reset()
 		if s.group != nil {
@@ -866,7 +912,8 @@ func broken(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
-		case "57P01", "57P02", "08006", "08003", "08007": // admin or crash shutdown; connection failure, gone, unknown
+		case "57P01", "57P02", "08006", "08003", "08007", // admin or crash shutdown; connection failure, gone, unknown
+			"25006": // read_only_sql_transaction: a standby, or a demoted primary; reconnect to the one that takes writes
 			return true
 		}
 		return false
@@ -904,7 +951,8 @@ func unreachable(err error) bool {
 			pgErr.Code == "53300", // too_many_connections
 			pgErr.Code == "57P01", // admin_shutdown
 			pgErr.Code == "57P02", // crash_shutdown
-			pgErr.Code == "57P03": // cannot_connect_now
+			pgErr.Code == "57P03", // cannot_connect_now
+			pgErr.Code == "25006": // read_only_sql_transaction: connected to a server that takes no writes
 			return true
 		}
 		return false
