@@ -27,7 +27,7 @@ func TestReadOnlyServer(t *testing.T) {
 			t.Errorf("writers %d: Ping: got %v, want ErrUnavailable", writers, err)
 		}
 		now := time.Now()
-		tok := tokens.Token{ID: tokens.NewID(now), UserID: "user_1", Status: tokens.StatusPending, TicketHash: []byte("h"),
+		tok := tokens.Token{ID: tokens.KindSignIn.NewID(now), UserID: "user_1", Status: tokens.StatusPending, TicketHash: []byte("h"),
 			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}
 		if _, err := s.Create(ctx, tokens.Creation{Token: tok}); !errors.Is(err, tokens.ErrUnavailable) {
 			t.Errorf("writers %d: Create: got %v, want ErrUnavailable", writers, err)
@@ -68,7 +68,7 @@ func TestRequireSyncReplication(t *testing.T) {
 		t.Errorf("Ping with RequireSync: got %v, want ErrUnavailable naming synchronous replication", err)
 	}
 	now := time.Now()
-	tok := tokens.Token{ID: tokens.NewID(now), UserID: "user_1", Status: tokens.StatusPending, TicketHash: []byte("h"),
+	tok := tokens.Token{ID: tokens.KindSignIn.NewID(now), UserID: "user_1", Status: tokens.StatusPending, TicketHash: []byte("h"),
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	if _, err := s.Create(ctx, tokens.Creation{Token: tok}); !errors.Is(err, tokens.ErrUnavailable) {
 		t.Errorf("Create with RequireSync: got %v, want ErrUnavailable", err)
