@@ -30,6 +30,7 @@ import (
 type bench struct {
 	o        options
 	out      io.Writer
+	sink     *otlpSink       // with -otlp-sink
 	dbURL    string          // the bench database
 	admin    *pgxpool.Pool   // setup, COPY and statistics; not timed
 	base     *postgres.Store // the baseline: the service's own SQL through pgx
@@ -187,6 +188,12 @@ func (b *bench) startServer(ctx context.Context, keyFile, secret string) (string
 		}
 		env = append(env, "PPROF_ADDR="+b.pprof)
 	}
+	if b.o.otlpSink {
+		if b.sink, err = startOTLPSink(); err != nil {
+			return "", err
+		}
+		env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+b.sink.url, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
+	}
 	env = append(env, b.o.serverEnv...)
 
 	logPath := b.o.serverLog
@@ -221,6 +228,10 @@ func (b *bench) close() {
 	}
 	if b.logFile != nil {
 		b.logFile.Close()
+	}
+	if b.sink != nil {
+		fmt.Fprintf(b.out, "OTLP sink: %d exports, %d bytes\n", b.sink.exports.Load(), b.sink.received.Load())
+		b.sink.close()
 	}
 	if b.base != nil {
 		b.base.Close()

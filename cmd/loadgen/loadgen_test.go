@@ -147,3 +147,24 @@ func TestExplainList(t *testing.T) {
 		}
 	}
 }
+
+// TestOTLPSink: the sink takes trace exports and counts them, and refuses
+// anything else.
+func TestOTLPSink(t *testing.T) {
+	s, err := startOTLPSink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	resp, err := http.Post(s.url+"/v1/traces", "application/x-protobuf", strings.NewReader("spans"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || s.exports.Load() != 1 || s.received.Load() != 5 {
+		t.Errorf("export: status %d, %d exports of %d bytes; want 200, 1 of 5", resp.StatusCode, s.exports.Load(), s.received.Load())
+	}
+	if resp, err := http.Get(s.url + "/v1/traces"); err != nil || resp.StatusCode != 404 {
+		t.Errorf("GET: %v %v, want 404", resp, err)
+	}
+}

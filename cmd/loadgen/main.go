@@ -44,6 +44,7 @@ const (
 
 // options are the command's flags.
 type options struct {
+	otlpSink    bool   // discard the service's trace exports in-process
 	server      string // server binary to start; empty with url
 	url         string // a running service instead
 	key         string // its secret key (with url)
@@ -103,6 +104,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.checkpoint, "checkpoint", true, "CHECKPOINT before each timed run, so none falls inside it; each run then also pays\nthe full-page images of the first change to every page after it")
 	fs.StringVar(&o.client, "client", "raw", "HTTP client: raw (one minimal HTTP/1.1 connection per worker, the leanest) or net/http")
 	env := fs.String("server-env", "", "with -server: extra NAME=value pairs for the service, comma-separated")
+	fs.BoolVar(&o.otlpSink, "otlp-sink", false, "with -server: receive the service's OTLP/HTTP trace exports and discard them\n(sets OTEL_EXPORTER_OTLP_ENDPOINT; pick the sampler with -server-env OTEL_TRACES_SAMPLER=...)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
