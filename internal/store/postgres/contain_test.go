@@ -296,3 +296,26 @@ func TestGroupedKeysShareTheGroup(t *testing.T) {
 		t.Errorf("one key, two tokens: %d changed and %d mismatched, want 1 and 1", won, mismatched)
 	}
 }
+
+// TestCreateFindsItsOwnRow: a create run again after its first attempt
+// committed (a group that could not tell whether it did hands its writes
+// back) answers as done; another token under the same id is still refused.
+func TestCreateFindsItsOwnRow(t *testing.T) {
+	t.Parallel()
+	s := openWith(t, pgtest.URL(t), postgres.Options{})
+	ctx := context.Background()
+	tok := pending("sit_twice")
+	for i := range 2 {
+		if err := createPlain(ctx, s, tok); err != nil {
+			t.Fatalf("create #%d: %v", i+1, err)
+		}
+	}
+	other := tok
+	other.UserID, other.TicketHash = "someone_else", tokens.HashTicket("another ticket")
+	if err := createPlain(ctx, s, other); err == nil {
+		t.Error("create of another token under a stored id: got nil, want an error")
+	}
+	if got, _ := s.Get(ctx, tok.ID); got.UserID != tok.UserID {
+		t.Errorf("stored token: user %q, want %q", got.UserID, tok.UserID)
+	}
+}

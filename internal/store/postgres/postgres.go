@@ -4,6 +4,7 @@
 package postgres
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -246,9 +247,19 @@ func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateRes
 	return done, w.out.err
 }
 
+// createOne inserts one token as its own statement. A create handed back by
+// a group whose commit did land after all (the group could not tell) finds
+// its own row: the id is 125 random bits, so a row with this id, user,
+// ticket hash and times is this very create, answered as done rather than as
+// a conflict.
 func (s *Store) createOne(ctx context.Context, t tokens.Token) error {
 	ctx = watchCommits(ctx)
 	_, err := s.pool.Exec(ctx, insertTokenSQL, insertTokenArgs(t)...)
+	if isConflict(err, "sign_in_tokens_pkey") {
+		if stored, getErr := s.Get(ctx, t.ID); getErr == nil && sameCreate(stored, t) {
+			return s.durable(ctx, "create token")
+		}
+	}
 	return s.wrote(ctx, "create token", err)
 }
 
@@ -786,10 +797,19 @@ func (s *Store) lookupKey(ctx context.Context, op, key string) (*tokens.StoredKe
 	return &k, nil
 }
 
+// sameCreate reports whether stored is what creating t wrote.
+func sameCreate(stored, t tokens.Token) bool {
+	return stored.UserID == t.UserID && stored.OrgID == t.OrgID && bytes.Equal(stored.TicketHash, t.TicketHash) &&
+		stored.CreatedAt.Equal(t.CreatedAt) && stored.ExpiresAt.Equal(t.ExpiresAt)
+}
+
 // isKeyConflict reports whether err is a second record of one idempotency key.
-func isKeyConflict(err error) bool {
+func isKeyConflict(err error) bool { return isConflict(err, "idempotency_keys_pkey") }
+
+// isConflict reports whether err is a unique violation of the constraint.
+func isConflict(err error, constraint string) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "idempotency_keys_pkey"
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == constraint
 }
 
 // update runs a conditional UPDATE ... RETURNING: the token as changed and
