@@ -57,6 +57,7 @@ type pageData struct {
 	Message, Next    string       // a refused ticket: what happened, what to do
 	Continue         bool         // a good ticket: show who, where and the button
 	UserID, Host     string       // who signs in, and the destination's host
+	Actor            string       // an actor token's actor.sub: who acts as UserID
 	Action           string       // where the button posts
 	Ticket           string       // posted back with the button
 	TraceID          string       // shown so support can find the request
@@ -128,10 +129,16 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
 	}
 	s.writePage(w, r, pageData{
 		Title: "Sign in to " + dest.Host, Heading: "Continue signing in",
-		Continue: true, UserID: tok.UserID, Host: dest.Hostname(),
+		Continue: true, UserID: tok.UserID, Host: dest.Hostname(), Actor: actorOf(tok),
 		Action: s.pageURL.String(), Ticket: ticket,
 		status: http.StatusOK, formActionOrigin: dest.Scheme + "://" + dest.Host,
 	})
+}
+
+// actorOf is the sub of an actor token's actor, "" for a sign-in token.
+func actorOf(tok tokens.Token) string {
+	sub, _ := tokens.ActorSubject(tok.Actor)
+	return sub
 }
 
 // signInContinue answers the Continue button's POST /sign-in (form field

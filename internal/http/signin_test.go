@@ -341,3 +341,23 @@ func TestMailScannersBurnNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestSignInPageNamesTheActor: an actor token's page says that it is an
+// impersonation link and who acts; a sign-in token's page says nothing of
+// the kind.
+func TestSignInPageNamesTheActor(t *testing.T) {
+	t.Parallel()
+	b := pageSetup(t)
+	act := b.do("POST", "/v1/actor_tokens", `{"user_id":"user_customer","actor":{"sub":"user_<support>"}}`)
+	if act.status != 200 {
+		t.Fatalf("create actor token: %d %s", act.status, act.raw)
+	}
+	r := b.page("GET", pagePath(act.body["token"].(string)), "")
+	if r.status != 200 || !strings.Contains(string(r.raw), `id="actor"`) || !strings.Contains(string(r.raw), "user_&lt;support&gt;") {
+		t.Errorf("actor token's page: %d, want it to name the actor:\n%s", r.status, r.raw)
+	}
+	plain := b.create(`{"user_id":"user_customer"}`)
+	if r := b.page("GET", pagePath(plain["token"].(string)), ""); r.status != 200 || strings.Contains(string(r.raw), `id="actor"`) {
+		t.Errorf("sign-in token's page: %d, want no actor:\n%s", r.status, r.raw)
+	}
+}
