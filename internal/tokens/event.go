@@ -172,11 +172,12 @@ func (s *Service) ListEvents(ctx context.Context, f EventFilter) ([]Event, bool,
 // tok. Only refusals that name a stored token are recorded: a ticket that
 // fails its signature, or names no stored token, is counted in metrics
 // only, so that a flood of garbage cannot flood the log. The refusal is
-// its own small insert; failing to record it does not change the answer.
-func (s *Service) recordRefusal(ctx context.Context, tok Token, refusal error) {
+// its own small insert, at the redemption's now; failing to record it does
+// not change the answer, which changed nothing.
+func (s *Service) recordRefusal(ctx context.Context, tok Token, refusal error, now time.Time) {
 	if tok.ID == "" {
 		return
 	}
 	code := ErrorCode(refusal)
-	_ = s.store.AppendEvent(ctx, Event{Type: EventType(tok.Kind(), VerbRedeemRefused), CreatedAt: s.now(), Token: tok, ErrorCode: code})
+	_ = s.store.AppendEvent(ctx, Event{Type: EventType(tok.Kind(), VerbRedeemRefused), CreatedAt: now, Token: tok, ErrorCode: code})
 }
