@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
 	"github.com/signin-tokens/signin-tokens/internal/store/postgres/pgtest"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
@@ -167,6 +169,64 @@ func TestEventsTailStable(t *testing.T) {
 	for id, n := range seen {
 		if n != 1 {
 			t.Errorf("%s seen %d times", id, n)
+		}
+	}
+}
+
+// TestEventsTailConcurrent tails the log while writers create and redeem
+// through the grouped writers at once: the consumer sees every event
+// exactly once, in id order.
+func TestEventsTailConcurrent(t *testing.T) {
+	t.Parallel()
+	s := openWith(t, pgtest.URL(t), postgres.Options{Writers: 2})
+	ctx := context.Background()
+	const writers, each = 8, 40
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					tok := pending(fmt.Sprintf("sit_tail_%d_%d", w, i))
+					if err := createPlain(ctx, s, tok); err != nil {
+						t.Errorf("Create: %v", err)
+						return
+					}
+					if _, _, err := s.Redeem(ctx, tok.ID, tok.TicketHash, groupNow, nil); err != nil {
+						t.Errorf("Redeem: %v", err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}()
+	seen := map[string]int{}
+	cursor := ""
+	deadline := time.Now().Add(30 * time.Second)
+	for len(seen) < 2*writers*each && time.Now().Before(deadline) {
+		page, _, err := s.ListEvents(ctx, tokens.EventFilter{After: cursor, Limit: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page {
+			if e.ID <= cursor {
+				t.Fatalf("event %s at or before the cursor %s", e.ID, cursor)
+			}
+			cursor = e.ID
+			seen[e.Type+" "+e.Token.ID]++
+		}
+	}
+	<-done
+	if len(seen) != 2*writers*each {
+		t.Errorf("events seen: %d, want %d", len(seen), 2*writers*each)
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("%s seen %d times", k, n)
 		}
 	}
 }
