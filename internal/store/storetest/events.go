@@ -105,6 +105,20 @@ func testEvents(t *testing.T, s tokens.Store) {
 	if list, err := s.RevokeUser(ctx, tokens.KindSignIn, "user_ev2", now); err != nil || len(list) != 0 {
 		t.Fatalf("RevokeUser with nothing pending: %v, %v", list, err)
 	}
+	// Keyed: a create and a redemption record once; their retries nothing.
+	e := token("sit_00000000000000000000000e5", "user_ev3", now)
+	retry := token("sit_00000000000000000000000e6", "user_ev3", now) // a retry draws a new id
+	for i, tok := range []tokens.Token{e, retry} {
+		got, created, err := createKeyed(ctx, s, tok, idem("key-ev-create", []byte("create e"), now.Add(-time.Hour)))
+		if err != nil || got.ID != e.ID || created != (i == 0) {
+			t.Fatalf("keyed Create #%d: %s, created %v, %v; want %s", i+1, got.ID, created, err, e.ID)
+		}
+	}
+	for i, want := range []tokens.Change{tokens.Changed, tokens.Replayed} {
+		if _, ch, err := s.Redeem(ctx, e.ID, e.TicketHash, now, keyAt("key-ev-redeem", "redeem e", now)); err != nil || ch != want {
+			t.Fatalf("keyed Redeem #%d: %v, %v; want %v", i+1, ch, err, want)
+		}
+	}
 
 	want := []wantEvent{
 		{"sign_in_token.created", a.ID, tokens.StatusPending, ""},
@@ -117,6 +131,8 @@ func testEvents(t *testing.T, s tokens.Store) {
 		{"actor_token.revoked", b.ID, tokens.StatusRevoked, ""},
 		{"sign_in_token.code_failed", d.ID, tokens.StatusPending, ""},
 		{"sign_in_token.accepted", d.ID, tokens.StatusAccepted, ""},
+		{"sign_in_token.created", e.ID, tokens.StatusPending, ""},
+		{"sign_in_token.accepted", e.ID, tokens.StatusAccepted, ""},
 	}
 	waitEvents(t, s, len(want))
 	all := allEvents(t, s, tokens.EventFilter{})
@@ -168,7 +184,7 @@ func testEvents(t *testing.T, s tokens.Store) {
 	}
 	checkEvents(t, "paged events", paged, want)
 
-	checkEvents(t, "type filter", allEvents(t, s, tokens.EventFilter{Type: "sign_in_token.created"}), []wantEvent{want[0], want[3], want[4]})
+	checkEvents(t, "type filter", allEvents(t, s, tokens.EventFilter{Type: "sign_in_token.created"}), []wantEvent{want[0], want[3], want[4], want[10]})
 	checkEvents(t, "user filter", allEvents(t, s, tokens.EventFilter{UserID: "user_ev2"}), []wantEvent{want[4], want[8], want[9]})
 	checkEvents(t, "both filters", allEvents(t, s, tokens.EventFilter{UserID: "user_ev", Type: "actor_token.revoked"}), []wantEvent{want[7]})
 	if len(all) > 0 {
@@ -179,7 +195,7 @@ func testEvents(t *testing.T, s tokens.Store) {
 	if n, err := s.DeleteEvents(context.Background(), now, 100); err != nil || n != 4 {
 		t.Errorf("DeleteEvents before the last events: %d, %v; want 4", n, err)
 	}
-	for i, wantN := range []int{4, 2, 0} {
+	for i, wantN := range []int{4, 4, 0} {
 		if n, err := s.DeleteEvents(context.Background(), now.Add(time.Second), 4); err != nil || n != wantN {
 			t.Errorf("DeleteEvents #%d: %d, %v; want %d", i+1, n, err, wantN)
 		}
