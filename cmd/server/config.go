@@ -20,36 +20,38 @@ import (
 
 // Config is the whole configuration, read from the environment in one place.
 type Config struct {
-	HTTPAddr          string
-	DatabaseURL       string
-	Database          store.Location
-	DataDir           string
-	DatabaseWriters   int
-	SecretKeys        []string
-	SigningKeyFile    string
-	Issuer            string
-	SignInURL         *url.URL
-	PublicURL         *url.URL // nil: no hosted sign-in page
-	Redirects         tokens.RedirectPolicy
-	Users             *userdir.Directory // nil: no user lookup
-	DefaultExpiresIn  time.Duration
-	MaxExpiresIn      time.Duration
-	CodeSecrets       [][]byte // nil: a dev secret is generated under DATA_DIR
-	CodeMaxAttempts   int
-	CodeRateLimit     int
-	LogLevel          string
-	LogFormat         string // json, console, or auto until configure resolves it
-	RedeemRateLimit   int
-	AdminRateLimit    int
-	TrustedProxies    []string
-	RetentionPeriod   time.Duration
-	RetentionInterval time.Duration
-	ShutdownTimeout   time.Duration
-	MaxBodyBytes      int64
-	RequestTimeout    time.Duration
-	PprofAddr         string
-	Tracing           tracing.Settings // from the standard OTEL_* variables
-	RequireSync       bool
+	HTTPAddr         string
+	DatabaseURL      string
+	Database         store.Location
+	DataDir          string
+	DatabaseWriters  int
+	SecretKeys       []string
+	SigningKeyFile   string
+	Issuer           string
+	SignInURL        *url.URL
+	PublicURL        *url.URL // nil: no hosted sign-in page
+	Redirects        tokens.RedirectPolicy
+	Users            *userdir.Directory // nil: no user lookup
+	DefaultExpiresIn time.Duration
+	MaxExpiresIn     time.Duration
+	CodeSecrets      [][]byte // nil: a dev secret is generated under DATA_DIR
+	CodeMaxAttempts  int
+	CodeRateLimit    int
+	LogLevel         string
+	LogFormat        string // json, console, or auto until configure resolves it
+	RedeemRateLimit  int
+	AdminRateLimit   int
+	TrustedProxies   []string
+	RetentionPeriod  time.Duration
+	// EventRetentionPeriod is how long events are kept; 0 keeps them.
+	EventRetentionPeriod time.Duration
+	RetentionInterval    time.Duration
+	ShutdownTimeout      time.Duration
+	MaxBodyBytes         int64
+	RequestTimeout       time.Duration
+	PprofAddr            string
+	Tracing              tracing.Settings // from the standard OTEL_* variables
+	RequireSync          bool
 }
 
 // envVar documents one environment variable; the table drives both loading
@@ -83,6 +85,7 @@ var envVars = []envVar{
 	{"TRUSTED_PROXIES", "", "comma-separated CIDRs whose X-Forwarded-For gives the client address"},
 	{"RETENTION_PERIOD", "720h", "delete tokens this long after they expired, were redeemed or revoked; 0: keep forever"},
 	{"RETENTION_INTERVAL", "1m", "how often the retention sweep runs"},
+	{"EVENT_RETENTION_PERIOD", "720h", "delete events this long after they were recorded; 0: keep forever"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight requests may run after SIGTERM"},
 	{"MAX_BODY_BYTES", "65536", "largest request body accepted"},
 	{"REQUEST_TIMEOUT", "10s", "longest an API request may work, database calls included; then 503"},
@@ -235,6 +238,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	c.RetentionPeriod = duration("RETENTION_PERIOD", 0)
 	c.RetentionInterval = duration("RETENTION_INTERVAL", time.Second)
+	c.EventRetentionPeriod = duration("EVENT_RETENTION_PERIOD", 0)
 	c.ShutdownTimeout = duration("SHUTDOWN_TIMEOUT", 0)
 	c.RequestTimeout = duration("REQUEST_TIMEOUT", 100*time.Millisecond)
 	c.MaxBodyBytes = int64(count("MAX_BODY_BYTES"))

@@ -59,7 +59,7 @@ func TestSweepDeletesOnlyWhatRetentionAllows(t *testing.T) {
 		put(old, now.Add(time.Hour), revokeAt(now)), // revoked just now
 	)
 
-	go sweep(ctx, st, 24*time.Hour, 10*time.Millisecond, zerolog.New(io.Discard))
+	go sweep(ctx, st, retention{tokens: 24 * time.Hour, events: 24 * time.Hour}, 10*time.Millisecond, zerolog.New(io.Discard))
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		_, total, err := st.List(ctx, tokens.ListFilter{Limit: 1})
@@ -77,6 +77,22 @@ func TestSweepDeletesOnlyWhatRetentionAllows(t *testing.T) {
 	for _, id := range kept {
 		if _, err := st.Get(ctx, id); err != nil {
 			t.Errorf("kept token %s: %v", id, err)
+		}
+	}
+	// The events of the last day stay: the last two tokens' creation and revoke.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		list, _, err := st.ListEvents(ctx, tokens.EventFilter{Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 2 {
+			if list[0].Type != "sign_in_token.created" || list[0].Token.ID != kept[1] || list[1].Type != "sign_in_token.revoked" || list[1].Token.ID != kept[2] {
+				t.Errorf("events kept: %s %s, %s %s", list[0].Type, list[0].Token.ID, list[1].Type, list[1].Token.ID)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events left: got %d, want 2", len(list))
 		}
 	}
 	for _, id := range gone[len(gone)-2:] {

@@ -209,9 +209,9 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 			return nil
 		})
 	}
-	if cfg.RetentionPeriod > 0 {
+	if cfg.RetentionPeriod > 0 || cfg.EventRetentionPeriod > 0 {
 		tasks.Go(func() error {
-			sweep(ctx, gate, cfg.RetentionPeriod, cfg.RetentionInterval, log)
+			sweep(ctx, gate, retention{tokens: cfg.RetentionPeriod, events: cfg.EventRetentionPeriod}, cfg.RetentionInterval, log)
 			return nil
 		})
 	}
@@ -288,10 +288,16 @@ func connectWithRetry(ctx context.Context, cfg Config, log zerolog.Logger, gate 
 	}
 }
 
-// sweep deletes finished and expired tokens past the retention period, and
-// idempotency keys past their window, each in small batches of its own so no
-// statement holds locks for long.
-func sweep(ctx context.Context, st tokens.Store, retention, every time.Duration, log zerolog.Logger) {
+// retention is how long the sweep keeps what it deletes; 0 keeps forever.
+type retention struct {
+	tokens time.Duration // after a token expired or finished
+	events time.Duration // after an event was recorded
+}
+
+// sweep deletes finished and expired tokens past their retention period,
+// events past theirs, and idempotency keys past their window, each in small
+// batches of its own so no statement holds locks for long.
+func sweep(ctx context.Context, st tokens.Store, keep retention, every time.Duration, log zerolog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -301,14 +307,23 @@ func sweep(ctx context.Context, st tokens.Store, retention, every time.Duration,
 		case <-t.C:
 		}
 		now := time.Now()
-		tokensDeleted := sweepBatches(ctx, log, "tokens", func(limit int) (int, error) {
-			return st.DeleteFinished(ctx, now.Add(-retention), limit)
-		})
+		var tokensDeleted, eventsDeleted int
+		if keep.tokens > 0 {
+			tokensDeleted = sweepBatches(ctx, log, "tokens", func(limit int) (int, error) {
+				return st.DeleteFinished(ctx, now.Add(-keep.tokens), limit)
+			})
+		}
+		if keep.events > 0 {
+			eventsDeleted = sweepBatches(ctx, log, "events", func(limit int) (int, error) {
+				return st.DeleteEvents(ctx, now.Add(-keep.events), limit)
+			})
+		}
 		keysDeleted := sweepBatches(ctx, log, "idempotency keys", func(limit int) (int, error) {
 			return st.DeleteIdempotencyKeys(ctx, now.Add(-tokens.IdempotencyWindow), limit)
 		})
-		if tokensDeleted > 0 || keysDeleted > 0 {
-			log.Info().Int("deleted", tokensDeleted).Int("idempotency_keys_deleted", keysDeleted).Msg("retention sweep")
+		if tokensDeleted > 0 || keysDeleted > 0 || eventsDeleted > 0 {
+			log.Info().Int("deleted", tokensDeleted).Int("idempotency_keys_deleted", keysDeleted).
+				Int("events_deleted", eventsDeleted).Msg("retention sweep")
 		}
 	}
 }

@@ -4,8 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"net/http"
 	"strings"
+
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
 // keyRing holds the SHA-256 of each accepted secret key. Comparing fixed-size
@@ -61,6 +66,33 @@ func requireKey(ring keyRing) func(http.Handler) http.Handler {
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyIndexKey{}, i)))
+		})
+	}
+}
+
+// fingerprint names the i-th key in the audit trail: the first 8 hex digits
+// of its SHA-256, which tell keys apart and reveal nothing usable of them.
+func (ring keyRing) fingerprint(i int) string {
+	if i < 0 || i >= len(ring) {
+		return ""
+	}
+	return hex.EncodeToString(ring[i][:4])
+}
+
+// recordContext puts on each request's context the tokens.EventContext the
+// store records with the changes the request makes: the key that
+// authenticated it (by fingerprint; none for the public sign-in page, ring
+// nil), the client's address as the rate limiter sees it, the user agent
+// and the trace id. It runs after clientIP and requireKey.
+func recordContext(ring keyRing) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx := r.Context()
+			ec := tokens.EventContext{IP: middleware.GetClientIP(ctx), UserAgent: r.UserAgent(), TraceID: traceID(ctx)}
+			if ring != nil {
+				ec.Key = ring.fingerprint(keyIndex(ctx))
+			}
+			next.ServeHTTP(w, r.WithContext(tokens.WithEventContext(ctx, ec)))
 		})
 	}
 }

@@ -113,6 +113,26 @@ func (s *Server) list(kind tokens.Kind) handlerFunc {
 	}
 }
 
+// listEvents pages through the audit trail, oldest first.
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := tokens.EventFilter{After: q.Get("after"), Type: q.Get("type"), UserID: q.Get("user_id")}
+	var err error
+	if f.Limit, err = queryInt(q.Get("limit"), "limit", tokens.DefaultEventLimit); err != nil {
+		return err
+	}
+	found, more, err := s.service.ListEvents(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := eventListObject{Data: make([]eventObject, 0, len(found)), HasMore: more}
+	for _, e := range found {
+		out.Data = append(out.Data, newEventObject(e))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 // queryInt parses an optional integer query parameter; "" gives def.
 func queryInt(v, name string, def int) (int, error) {
 	if v == "" {

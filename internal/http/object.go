@@ -101,3 +101,34 @@ func signInURL(base *url.URL, ticket string) string {
 	u.RawQuery = q.Encode()
 	return u.String()
 }
+
+// eventObject is the wire form of an event of the audit trail. Its data is
+// the token object as the change left it, never with a ticket or a code.
+type eventObject struct {
+	Object    string             `json:"object"`
+	ID        string             `json:"id"`
+	Type      string             `json:"type"`
+	CreatedAt int64              `json:"created_at"`
+	Data      tokenObject        `json:"data"`
+	ErrorCode string             `json:"error_code,omitempty"` // redeem_refused: the code the caller was answered
+	Context   eventContextObject `json:"context"`
+}
+
+type eventContextObject struct {
+	Key       string `json:"key"`
+	IP        string `json:"ip"`
+	UserAgent string `json:"user_agent"`
+	TraceID   string `json:"trace_id"`
+}
+
+// eventListObject is a page of events, oldest first.
+type eventListObject struct {
+	Data    []eventObject `json:"data"`
+	HasMore bool          `json:"has_more"`
+}
+
+func newEventObject(e tokens.Event) eventObject {
+	return eventObject{Object: "event", ID: e.ID, Type: e.Type, CreatedAt: e.CreatedAt.UnixMilli(),
+		Data: newTokenObject(e.Token), ErrorCode: e.ErrorCode,
+		Context: eventContextObject{Key: e.Context.Key, IP: e.Context.IP, UserAgent: e.Context.UserAgent, TraceID: e.Context.TraceID}}
+}

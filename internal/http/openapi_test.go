@@ -320,7 +320,7 @@ func TestOpenAPIUnprefixedTwins(t *testing.T) {
 			t.Errorf("%s has %d operations, %s %d", bare, len(twin.Operations()), path, len(item.Operations()))
 		}
 	}
-	if n != 11 {
-		t.Errorf("/v1 operations: got %d, want 11", n)
+	if n != 12 {
+		t.Errorf("/v1 operations: got %d, want 12", n)
 	}
 }

@@ -27,12 +27,19 @@ type RateLimits struct {
 type limiters struct {
 	perKey     func(http.Handler) http.Handler
 	perAddress func(http.Handler) http.Handler
+	// clientIP finds the client's address, for the limits and for the
+	// audit trail alike: the peer's, or with TrustedProxies, the address
+	// X-Forwarded-For gives (middleware.GetClientIP reads it).
+	clientIP func(http.Handler) http.Handler
 }
 
 func passThrough(next http.Handler) http.Handler { return next }
 
 func newLimiters(cfg RateLimits) limiters {
-	l := limiters{perKey: passThrough, perAddress: passThrough}
+	l := limiters{perKey: passThrough, perAddress: passThrough, clientIP: middleware.ClientIPFromRemoteAddr}
+	if len(cfg.TrustedProxies) > 0 {
+		l.clientIP = middleware.ClientIPFromXFF(cfg.TrustedProxies...)
+	}
 	onLimit := httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errTooManyRequests)
 	})
@@ -45,11 +52,7 @@ func newLimiters(cfg RateLimits) limiters {
 		limit := httprate.LimitBy(cfg.RedeemPerAddress, time.Minute, func(r *http.Request) (string, error) {
 			return "addr:" + httprate.CanonicalizeIP(middleware.GetClientIP(r.Context())), nil
 		}, onLimit)
-		resolve := middleware.ClientIPFromRemoteAddr
-		if len(cfg.TrustedProxies) > 0 {
-			resolve = middleware.ClientIPFromXFF(cfg.TrustedProxies...)
-		}
-		l.perAddress = func(next http.Handler) http.Handler { return resolve(limit(next)) }
+		l.perAddress = limit // behind clientIP, which every route group uses
 	}
 	return l
 }

@@ -78,8 +78,13 @@ func (s *stubStore) DeleteIdempotencyKeys(context.Context, time.Time, int) (int,
 	return 0, nil
 }
 
-func (s *stubStore) Ping(context.Context) error { return nil }
-func (s *stubStore) Close() error               { return nil }
+func (s *stubStore) AppendEvent(context.Context, tokens.Event) error { return nil }
+func (s *stubStore) ListEvents(context.Context, tokens.EventFilter) ([]tokens.Event, bool, error) {
+	return nil, false, nil
+}
+func (s *stubStore) DeleteEvents(context.Context, time.Time, int) (int, error) { return 0, nil }
+func (s *stubStore) Ping(context.Context) error                                { return nil }
+func (s *stubStore) Close() error                                              { return nil }
 
 // discardWriter is a ResponseWriter that keeps only the status, so the
 // benchmark counts the server's allocations, not a recorder's.

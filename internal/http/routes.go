@@ -36,10 +36,13 @@ func (s *Server) routes(cfg Config) http.Handler {
 	}
 
 	limits := newLimiters(cfg.RateLimits)
+	ring := newKeyRing(cfg.SecretKeys)
 	if s.pageURL != nil {
 		// The hosted sign-in page, public and limited per address as redeem is.
 		r.Group(func(r chi.Router) {
 			r.Use(deadline(cfg.RequestTimeout))
+			r.Use(limits.clientIP)
+			r.Use(recordContext(nil))
 			r.Use(limits.perAddress)
 			r.Get("/sign-in", s.signInPage)
 			r.Head("/sign-in", s.signInPage)
@@ -48,8 +51,10 @@ func (s *Server) routes(cfg Config) http.Handler {
 	}
 	api := func(r chi.Router) {
 		r.Use(out.needsDatabase)
-		r.Use(requireKey(newKeyRing(cfg.SecretKeys)))
+		r.Use(requireKey(ring))
 		r.Use(deadline(cfg.RequestTimeout))
+		r.Use(limits.clientIP)
+		r.Use(recordContext(ring))
 		r.Use(limits.perKey)
 		r.Post("/sign_in_tokens", handle(s.create(tokens.KindSignIn)))
 		r.Get("/sign_in_tokens", handle(s.list(tokens.KindSignIn)))
@@ -62,6 +67,7 @@ func (s *Server) routes(cfg Config) http.Handler {
 		r.Post("/users/{user_id}/sign_in_tokens/revoke", handle(s.revokeUser))
 		r.With(limits.perAddress).Post("/tickets/redeem", handle(s.redeem))
 		r.With(limits.perAddress).Post("/tickets/verify", handle(s.verify))
+		r.Get("/events", handle(s.listEvents))
 	}
 	r.Route("/v1", api)
 	r.Group(api)

@@ -149,6 +149,33 @@ func (g *Gate) DeleteIdempotencyKeys(ctx context.Context, cutoff time.Time, limi
 	return st.DeleteIdempotencyKeys(ctx, cutoff, limit)
 }
 
+// AppendEvent passes to the open store's AppendEvent.
+func (g *Gate) AppendEvent(ctx context.Context, e tokens.Event) error {
+	st, err := g.store()
+	if err != nil {
+		return err
+	}
+	return st.AppendEvent(ctx, e)
+}
+
+// ListEvents passes to the open store's ListEvents.
+func (g *Gate) ListEvents(ctx context.Context, f tokens.EventFilter) ([]tokens.Event, bool, error) {
+	st, err := g.store()
+	if err != nil {
+		return nil, false, err
+	}
+	return st.ListEvents(ctx, f)
+}
+
+// DeleteEvents passes to the open store's DeleteEvents.
+func (g *Gate) DeleteEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	st, err := g.store()
+	if err != nil {
+		return 0, err
+	}
+	return st.DeleteEvents(ctx, cutoff, limit)
+}
+
 // Ping passes to the open store's Ping: ErrUnavailable until it opens.
 func (g *Gate) Ping(ctx context.Context) error {
 	st, err := g.store()

@@ -443,6 +443,7 @@ func (s *Service) redeem(ctx context.Context, p RedeemParams) (Token, Change, er
 	}
 	// Nothing matched: the stored row tells why.
 	if err := refusal(tok, hash, now); err != nil {
+		s.recordRefusal(ctx, tok, err, now)
 		return Token{}, Unchanged, err
 	}
 	return Token{}, Unchanged, fmt.Errorf("redeem of %s matched nothing, yet it is redeemable", tok.ID)
@@ -484,6 +485,7 @@ func (s *Service) redeemCode(ctx context.Context, p RedeemParams) (Token, Change
 		return tok, Replayed, nil
 	case outcome == CodeFinished:
 		if err := refusal(tok, tok.TicketHash, now); err != nil {
+			s.recordRefusal(ctx, tok, err, now)
 			return Token{}, Unchanged, err
 		}
 		return Token{}, Unchanged, fmt.Errorf("code of %s refused, yet the token is redeemable", tok.ID)

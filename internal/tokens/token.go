@@ -267,6 +267,21 @@ type Store interface {
 	// cutoff, and returns how many it deleted; safe to run from several
 	// processes at once.
 	DeleteIdempotencyKeys(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	// AppendEvent records e, a change that changed no token (a refused
+	// redemption), for the stored token e.Token.ID as it stands, in a
+	// statement of its own. Every change of a token records its own
+	// events, with the EventContext of its ctx, in the change's own
+	// transaction.
+	AppendEvent(ctx context.Context, e Event) error
+	// ListEvents returns the events matching f, oldest first, and whether
+	// more follow. A page never shows an event while an event that would
+	// sort before it may still commit, so a reader that pages with After
+	// sees every event exactly once.
+	ListEvents(ctx context.Context, f EventFilter) ([]Event, bool, error)
+	// DeleteEvents deletes up to limit events created before cutoff, and
+	// returns how many it deleted; safe to run from several processes at
+	// once.
+	DeleteEvents(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.

@@ -302,7 +302,7 @@ func (g *writers) send(group []*write) {
 // context: a caller who gives up cancels the statement on the server.
 func (g *writers) createOne(w *write) {
 	ctx := watchCommits(w.ctx)
-	_, err := g.pool.Exec(ctx, insertTokenSQL, insertTokenArgs(w.create)...)
+	_, err := g.pool.Exec(ctx, insertTokenSQL, insertTokenArgs(w.ctx, w.create)...)
 	g.settle(ctx, w, err, func() {})
 }
 
@@ -310,7 +310,7 @@ func (g *writers) createOne(w *write) {
 func (g *writers) redeemOne(w *write) {
 	r := w.redeem
 	ctx := watchCommits(w.ctx)
-	t, err := scanToken(g.pool.QueryRow(ctx, redeemSQL, r.id, r.hash, r.now))
+	t, err := scanToken(g.pool.QueryRow(ctx, redeemSQL, redeemArgs(w.ctx, r.id, r.hash, r.now)...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = nil
 	}
@@ -352,8 +352,10 @@ func refused(err error) bool {
 }
 
 // createTokensSQL inserts one row per element of its arrays, which
-// createArgs fills in insertTokenSQL's order.
-const createTokensSQL = `
+// createArgs fills in insertTokenSQL's order, and records each one's created
+// event with its own event context ($13 to $17: id, then the context).
+var createTokensSQL = `
+WITH changed AS (
 INSERT INTO sign_in_tokens (id, user_id, org_id, status, ticket_hash,
 	created_at, updated_at, expires_at, accepted_at, revoked_at,
 	redirect_url, metadata)
@@ -365,20 +367,32 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
 	$11::text[], $12::text[])
 	AS t(id, user_id, org_id, status, ticket_hash,
 		created_at, updated_at, expires_at, accepted_at, revoked_at,
-		redirect_url, metadata)`
+		redirect_url, metadata)
+RETURNING *
+), recorded AS (` + eventInsert(`FROM changed AS c
+	JOIN unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[]) AS x(id, key, ip, user_agent, trace_id)
+	ON x.id = c.id`, tokens.VerbCreated, "c.updated_at", "NULL",
+	[4]string{"x.key", "x.ip", "x.user_agent", "x.trace_id"}) + `)
+SELECT count(*) FROM changed`
 
 // redeemTokensSQL is a group's redemptions in one statement: one (id, ticket
 // hash, now) per element of its arrays, each accepted under the same
 // conditions as alone, rows updated in the arrays' order (by id, so that
 // two groups rarely wait on each other; a wait that does happen is cut
-// short by lock_timeout). Its RETURNING has tokenColumns for each token it
-// accepted.
-const redeemTokensSQL = `
-UPDATE sign_in_tokens AS t
-SET status = 'accepted', accepted_at = r.rnow, updated_at = r.rnow
-FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS r(rid, rhash, rnow)
-WHERE id = r.rid AND status = 'pending' AND ticket_hash = r.rhash AND expires_at > r.rnow
-RETURNING ` + tokenColumns
+// short by lock_timeout). It records the accepted event of each, with the
+// event context of its redemption ($4 to $7), and answers tokenColumns for
+// each token it accepted.
+var redeemTokensSQL = `
+WITH accepted AS (
+	UPDATE sign_in_tokens AS t
+	SET status = 'accepted', accepted_at = r.rnow, updated_at = r.rnow
+	FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[])
+		AS r(rid, rhash, rnow, ekey, eip, eua, etrace)
+	WHERE id = r.rid AND status = 'pending' AND ticket_hash = r.rhash AND expires_at > r.rnow
+	RETURNING t.*, r.ekey, r.eip, r.eua, r.etrace
+), recorded AS (` + eventInsert("FROM accepted AS c", tokens.VerbAccepted, "c.updated_at", "NULL",
+	[4]string{"c.ekey", "c.eip", "c.eua", "c.etrace"}) + `)
+SELECT ` + tokenColumns + ` FROM accepted`
 
 // redeemKeyedTokensSQL is redeemTokensSQL for a group in which some
 // redemptions carry an idempotency key ($4, empty for none, with its request
@@ -386,18 +400,20 @@ RETURNING ` + tokenColumns
 // statement. A key already stored fails the statement, and the group, on the
 // key's primary key. It costs more than redeemTokensSQL, so it is sent only
 // when a key is there.
-const redeemKeyedTokensSQL = `
+var redeemKeyedTokensSQL = `
 WITH accepted AS (
 	UPDATE sign_in_tokens AS t
 	SET status = 'accepted', accepted_at = r.now, updated_at = r.now
-	FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[], $5::bytea[])
-		AS r(id, ticket_hash, now, key, request_hash)
+	FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::text[], $5::bytea[],
+		$6::text[], $7::text[], $8::text[], $9::text[])
+		AS r(id, ticket_hash, now, key, request_hash, ekey, eip, eua, etrace)
 	WHERE t.id = r.id AND t.status = 'pending' AND t.ticket_hash = r.ticket_hash AND t.expires_at > r.now
-	RETURNING t.*, r.key, r.request_hash
+	RETURNING t.*, r.key, r.request_hash, r.ekey, r.eip, r.eua, r.etrace
 ), claimed AS (
 	INSERT INTO idempotency_keys (key, request_hash, token_id, created_at)
 	SELECT key, request_hash, id, updated_at FROM accepted WHERE key <> ''
-)
+), recorded AS (` + eventInsert("FROM accepted AS c", tokens.VerbAccepted, "c.updated_at", "NULL",
+	[4]string{"c.ekey", "c.eip", "c.eua", "c.etrace"}) + `)
 SELECT ` + tokenColumns + `
 FROM accepted`
 
@@ -550,12 +566,15 @@ func redeemGroupQuery(redeems []*write) Query {
 	n := len(redeems)
 	ids, hashes, nows := make([]string, n), make([][]byte, n), make([]time.Time, n)
 	keyed := false
+	ctxs := make([]context.Context, n)
 	for i, w := range redeems {
 		ids[i], hashes[i], nows[i] = w.redeem.id, w.redeem.hash, w.redeem.now
 		keyed = keyed || w.redeem.key != nil
+		ctxs[i] = cmp.Or[context.Context](w.ctx, context.Background())
 	}
+	events := eventArrays(ctxs)
 	if !keyed {
-		return Query{SQL: redeemTokensSQL, Args: []any{ids, hashes, nows}}
+		return Query{SQL: redeemTokensSQL, Args: append([]any{ids, hashes, nows}, events...)}
 	}
 	keys, requests := make([]string, n), make([][]byte, n)
 	for i, w := range redeems {
@@ -565,7 +584,21 @@ func redeemGroupQuery(redeems []*write) Query {
 			requests[i] = []byte{}
 		}
 	}
-	return Query{SQL: redeemKeyedTokensSQL, Args: []any{ids, hashes, nows, keys, requests}}
+	return Query{SQL: redeemKeyedTokensSQL, Args: append([]any{ids, hashes, nows, keys, requests}, events...)}
+}
+
+// eventArrays are the event contexts of ctxs as four arrays: keys, IPs,
+// user agents and trace ids.
+func eventArrays(ctxs []context.Context) []any {
+	var out [4][]string
+	for i := range out {
+		out[i] = make([]string, len(ctxs))
+	}
+	for i, ctx := range ctxs {
+		ec := tokens.EventContextFrom(ctx)
+		out[0][i], out[1][i], out[2][i], out[3][i] = ec.Key, ec.IP, ec.UserAgent, ec.TraceID
+	}
+	return []any{out[0], out[1], out[2], out[3]}
 }
 
 // createArgs turns creates into createTokensSQL's arrays.
@@ -578,13 +611,16 @@ func createArgs(creates []*write) []any {
 		accepted, revoked          = make([]*time.Time, n), make([]*time.Time, n)
 		redirects, metadata        = make([]string, n), make([]string, n)
 	)
+	ctxs := make([]context.Context, n)
 	for i, w := range creates {
+		ctxs[i] = w.ctx
 		t := w.create
 		ids[i], users[i], orgs[i], statuses[i], hashes[i] = t.ID, t.UserID, t.OrgID, string(t.Status), t.TicketHash
 		created[i], updated[i], expires[i], accepted[i], revoked[i] = t.CreatedAt, t.UpdatedAt, t.ExpiresAt, t.AcceptedAt, t.RevokedAt
 		redirects[i], metadata[i] = t.RedirectURL, string(t.Metadata)
 	}
-	return []any{ids, users, orgs, statuses, hashes, created, updated, expires, accepted, revoked, redirects, metadata}
+	return append([]any{ids, users, orgs, statuses, hashes, created, updated, expires, accepted, revoked, redirects, metadata, ids},
+		eventArrays(ctxs)...)
 }
 
 // groupContext is the context a group is sent under: a lone write keeps its

@@ -209,17 +209,21 @@ func utc(t *time.Time) *time.Time {
 	return &u
 }
 
-const insertTokenSQL = `
+// insertTokenSQL inserts one token and records its created event, with the
+// event context at $15 to $18.
+var insertTokenSQL = changeSQL(`
 INSERT INTO sign_in_tokens (id, user_id, org_id, status, ticket_hash,
 	created_at, updated_at, expires_at, accepted_at, revoked_at,
 	redirect_url, metadata, actor, session_max_duration_seconds)
 VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $8, $9, $10, nullif($11, ''), nullif($12, '')::jsonb,
-	nullif($13, '')::jsonb, nullif($14, 0))`
+	nullif($13, '')::jsonb, nullif($14, 0))`, tokens.VerbCreated, 14, false)
 
-func insertTokenArgs(t tokens.Token) []any {
-	return []any{t.ID, t.UserID, t.OrgID, string(t.Status), t.TicketHash,
+// insertTokenArgs are insertTokenSQL's arguments for t, created under ctx.
+func insertTokenArgs(ctx context.Context, t tokens.Token) []any {
+	return append([]any{t.ID, t.UserID, t.OrgID, string(t.Status), t.TicketHash,
 		t.CreatedAt, t.UpdatedAt, t.ExpiresAt, t.AcceptedAt, t.RevokedAt,
-		t.RedirectURL, string(t.Metadata), string(t.Actor), int64(t.SessionMaxDuration / time.Second)}
+		t.RedirectURL, string(t.Metadata), string(t.Actor), int64(t.SessionMaxDuration / time.Second)},
+		eventArgs(ctx)...)
 }
 
 // Create inserts a new token. A plain one (no code, no key, nothing to
@@ -254,7 +258,7 @@ func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateRes
 // a conflict.
 func (s *Store) createOne(ctx context.Context, t tokens.Token) error {
 	ctx = watchCommits(ctx)
-	_, err := s.pool.Exec(ctx, insertTokenSQL, insertTokenArgs(t)...)
+	_, err := s.pool.Exec(ctx, insertTokenSQL, insertTokenArgs(ctx, t)...)
 	if isConflict(err, "sign_in_tokens_pkey") {
 		if stored, getErr := s.Get(ctx, t.ID); getErr == nil && sameCreate(stored, t) {
 			return s.durable(ctx, "create token")
@@ -285,12 +289,12 @@ func (s *Store) createTx(ctx context.Context, c tokens.Creation) (tokens.CreateR
 
 	res := tokens.CreateResult{Token: t, Created: true}
 	if c.RevokePrevious {
-		rows, err := tx.Query(ctx, revokeUserSQL(t.Kind()), t.UserID, t.CreatedAt)
+		rows, err := tx.Query(ctx, revokeUserSQL(t.Kind()), append([]any{t.UserID, t.CreatedAt}, eventArgs(ctx)...)...)
 		if res.Revoked, err = collectTokens(rows, err); err != nil {
 			return tokens.CreateResult{}, s.fail(ctx, op, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, insertTokenSQL, insertTokenArgs(t)...); err != nil {
+	if _, err := tx.Exec(ctx, insertTokenSQL, insertTokenArgs(ctx, t)...); err != nil {
 		return tokens.CreateResult{}, s.fail(ctx, op, err)
 	}
 	if c.Code != nil {
@@ -363,13 +367,13 @@ func collectTokens(rows pgx.Rows, err error) ([]tokens.Token, error) {
 	return list, err
 }
 
-// revokeUserSQL revokes every pending token of kind of user $1 at $2.
+// revokeUserSQL revokes every pending token of kind of user $1 at $2, and
+// records their revoked events with the event context at $3 to $6.
 func revokeUserSQL(kind tokens.Kind) string {
-	return `
+	return changeSQL(`
 UPDATE sign_in_tokens
 SET status = 'revoked', revoked_at = $2, updated_at = $2
-WHERE user_id = $1 AND status = 'pending' AND ` + kindCondition(kind) + `
-RETURNING ` + tokenColumns
+WHERE user_id = $1 AND status = 'pending' AND `+kindCondition(kind), tokens.VerbRevoked, 2, false)
 }
 
 // kindCondition selects the tokens of one kind by their ids' prefix. The
@@ -388,7 +392,7 @@ func (s *Store) RevokeUser(ctx context.Context, kind tokens.Kind, userID string,
 		return nil, err
 	}
 	ctx = watchCommits(ctx)
-	rows, err := s.pool.Query(ctx, revokeUserSQL(kind), userID, now)
+	rows, err := s.pool.Query(ctx, revokeUserSQL(kind), append([]any{userID, now}, eventArgs(ctx)...)...)
 	list, err := collectTokens(rows, err)
 	if err := s.wrote(ctx, op, err); err != nil {
 		return nil, err
@@ -451,7 +455,7 @@ func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens
 		if !r.Matches(c.tokenID, c.code) {
 			continue
 		}
-		t, err := scanToken(tx.QueryRow(ctx, redeemCodeSQL, c.tokenID, r.Now))
+		t, err := scanToken(tx.QueryRow(ctx, redeemCodeSQL, append([]any{c.tokenID, r.Now}, eventArgs(ctx)...)...))
 		switch {
 		case errors.Is(err, pgx.ErrNoRows): // a ticket redemption or a revoke got there first
 			t, err := s.Get(ctx, c.tokenID)
@@ -501,7 +505,7 @@ func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens
 	}
 	// A wrong code: counted against every candidate, and kept although the
 	// request fails.
-	if _, err := tx.Exec(ctx, `UPDATE sign_in_token_codes SET attempts = attempts + 1 WHERE token_id = ANY($1)`, ids); err != nil {
+	if _, err := tx.Exec(ctx, countWrongCodeSQL, append([]any{ids, r.Now}, eventArgs(ctx)...)...); err != nil {
 		return fail(err)
 	}
 	if err := s.wrote(ctx, op, tx.Commit(ctx)); err != nil {
@@ -525,11 +529,20 @@ func (s *Store) codeReplay(ctx context.Context, op string, key *tokens.Idempoten
 // code is compared with, to tell "already used" from "incorrect".
 const maxFinishedCodes = 20
 
-const redeemCodeSQL = `
+var redeemCodeSQL = changeSQL(`
 UPDATE sign_in_tokens
 SET status = 'accepted', accepted_at = $2, updated_at = $2
-WHERE id = $1 AND status = 'pending' AND expires_at > $2
-RETURNING ` + tokenColumns
+WHERE id = $1 AND status = 'pending' AND expires_at > $2`, tokens.VerbAccepted, 2, false)
+
+// countWrongCodeSQL counts a wrong code against the codes of the tokens $1
+// at $2, and records a code_failed event for each, with the event context
+// at $3 to $6.
+var countWrongCodeSQL = `
+WITH counted AS (
+	UPDATE sign_in_token_codes SET attempts = attempts + 1 WHERE token_id = ANY($1) RETURNING token_id
+), recorded AS (` + eventInsert("FROM sign_in_tokens AS c JOIN counted ON counted.token_id = c.id",
+	tokens.VerbCodeFailed, "$2::timestamptz", "NULL", ctxParams(2)) + `)
+SELECT count(*) FROM counted`
 
 // codeCandidate is a code that may be tried.
 type codeCandidate struct {
@@ -626,11 +639,12 @@ func (s *Store) List(ctx context.Context, f tokens.ListFilter) ([]tokens.Token, 
 	return list, total, nil
 }
 
-const redeemSQL = `
+// redeemUpdate accepts token $1 if its ticket hash is $2 and it is pending
+// and unexpired at $3.
+const redeemUpdate = `
 UPDATE sign_in_tokens
 SET status = 'accepted', accepted_at = $3, updated_at = $3
-WHERE id = $1 AND status = 'pending' AND ticket_hash = $2 AND expires_at > $3
-RETURNING ` + tokenColumns
+WHERE id = $1 AND status = 'pending' AND ticket_hash = $2 AND expires_at > $3`
 
 // Redeem accepts a pending, unexpired token whose ticket hash matches, in one
 // conditional UPDATE, so concurrent redemptions cannot both succeed. When
@@ -642,7 +656,7 @@ func (s *Store) Redeem(ctx context.Context, id string, ticketHash []byte, now ti
 		return tokens.Token{}, tokens.Unchanged, err
 	}
 	if s.group == nil {
-		return s.transition(ctx, op, id, key, redeemSQL, redeemKeyedSQL, id, ticketHash, now)
+		return s.transition(ctx, op, id, key, redeemSQL, redeemKeyedSQL, redeemArgs(ctx, id, ticketHash, now)...)
 	}
 	w := &write{ctx: ctx, kind: writeRedeem, redeem: redemption{id: id, hash: ticketHash, now: now, key: key}}
 	if err := s.group.do(w); err != nil {
@@ -650,7 +664,7 @@ func (s *Store) Redeem(ctx context.Context, id string, ticketHash []byte, now ti
 	}
 	switch {
 	case w.out.alone:
-		return s.transition(ctx, op, id, key, redeemSQL, redeemKeyedSQL, id, ticketHash, now)
+		return s.transition(ctx, op, id, key, redeemSQL, redeemKeyedSQL, redeemArgs(ctx, id, ticketHash, now)...)
 	case w.out.err != nil:
 		return tokens.Token{}, tokens.Unchanged, w.out.err
 	case w.out.matched:
@@ -659,11 +673,11 @@ func (s *Store) Redeem(ctx context.Context, id string, ticketHash []byte, now ti
 	return s.unchanged(ctx, op, id, key)
 }
 
-const revokeSQL = `
+// revokeUpdate revokes token $1 at $2 if it is pending.
+const revokeUpdate = `
 UPDATE sign_in_tokens
 SET status = 'revoked', revoked_at = $2, updated_at = $2
-WHERE id = $1 AND status = 'pending'
-RETURNING ` + tokenColumns
+WHERE id = $1 AND status = 'pending'`
 
 // Revoke revokes a pending token, expired or not, in one conditional UPDATE.
 // When the token is not pending it returns it as stored and
@@ -672,28 +686,24 @@ func (s *Store) Revoke(ctx context.Context, id string, now time.Time, key *token
 	if err := s.checkSynchronous(ctx, "revoke token"); err != nil {
 		return tokens.Token{}, tokens.Unchanged, err
 	}
-	return s.transition(ctx, "revoke token", id, key, revokeSQL, revokeKeyedSQL, id, now)
+	return s.transition(ctx, "revoke token", id, key, revokeSQL, revokeKeyedSQL, append([]any{id, now}, eventArgs(ctx)...)...)
 }
 
-// keyedSQL makes update, a conditional UPDATE ... RETURNING tokenColumns
-// over arguments $1 to $n, also record the idempotency key $n+1 with request
-// hash $n+2 for the token it changes, in the same statement. A key already
-// stored fails the statement on the key's primary key, and then nothing
-// changed.
-func keyedSQL(update string, n int) string {
-	return fmt.Sprintf(`
-WITH changed AS (%s),
-claimed AS (
-	INSERT INTO idempotency_keys (key, request_hash, token_id, created_at)
-	SELECT $%d, $%d, id, updated_at FROM changed
-)
-SELECT * FROM changed`, update, n+1, n+2)
-}
-
+// The statements of Redeem and Revoke: each records its event, and the
+// keyed ones the idempotency key, in the statement of the change. A key
+// already stored fails the statement on the key's primary key, and then
+// nothing changed.
 var (
-	redeemKeyedSQL = keyedSQL(redeemSQL, 3)
-	revokeKeyedSQL = keyedSQL(revokeSQL, 2)
+	redeemSQL      = changeSQL(redeemUpdate, tokens.VerbAccepted, 3, false)
+	redeemKeyedSQL = changeSQL(redeemUpdate, tokens.VerbAccepted, 3, true)
+	revokeSQL      = changeSQL(revokeUpdate, tokens.VerbRevoked, 2, false)
+	revokeKeyedSQL = changeSQL(revokeUpdate, tokens.VerbRevoked, 2, true)
 )
+
+// redeemArgs are redeemSQL's arguments, for a redemption under ctx.
+func redeemArgs(ctx context.Context, id string, hash []byte, now time.Time) []any {
+	return append([]any{id, hash, now}, eventArgs(ctx)...)
+}
 
 // transition runs a conditional UPDATE ... RETURNING, plain or, with a key,
 // keyed, and answers as Redeem and Revoke answer.

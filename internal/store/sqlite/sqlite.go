@@ -167,10 +167,6 @@ func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateRes
 	const op = "create token"
 	t := c.Token
 	res := tokens.CreateResult{Token: t, Created: true}
-	if c.Code == nil && !c.RevokePrevious && c.Key == nil {
-		_, err := s.db.ExecContext(ctx, insertTokenSQL, insertTokenArgs(t)...)
-		return res, storeErr(ctx, op, err)
-	}
 	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the one writer from here on
 	if err != nil {
 		return tokens.CreateResult{}, storeErr(ctx, op, err)
@@ -181,8 +177,16 @@ func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateRes
 		if res.Revoked, err = queryTokens(ctx, tx, revokeUserSQL(t.Kind()), t.UserID, t.CreatedAt.UnixMilli()); err != nil {
 			return tokens.CreateResult{}, storeErr(ctx, op, err)
 		}
+		for _, r := range res.Revoked {
+			if err := recordEvent(ctx, tx, tokens.VerbRevoked, r.ID, r.UpdatedAt, ""); err != nil {
+				return tokens.CreateResult{}, storeErr(ctx, op, err)
+			}
+		}
 	}
 	if _, err := tx.ExecContext(ctx, insertTokenSQL, insertTokenArgs(t)...); err != nil {
+		return tokens.CreateResult{}, storeErr(ctx, op, err)
+	}
+	if err := recordEvent(ctx, tx, tokens.VerbCreated, t.ID, t.CreatedAt, ""); err != nil {
 		return tokens.CreateResult{}, storeErr(ctx, op, err)
 	}
 	if c.Code != nil {
@@ -277,9 +281,23 @@ func kindCondition(kind tokens.Kind) string {
 // RevokeUser revokes every pending token of a user, expired ones included,
 // in one statement, and returns them newest first.
 func (s *Store) RevokeUser(ctx context.Context, kind tokens.Kind, userID string, now time.Time) ([]tokens.Token, error) {
-	list, err := queryTokens(ctx, s.db, revokeUserSQL(kind), userID, now.UnixMilli())
+	const op = "revoke a user's tokens"
+	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE
 	if err != nil {
-		return nil, storeErr(ctx, "revoke a user's tokens", err)
+		return nil, storeErr(ctx, op, err)
+	}
+	defer tx.Rollback() // no-op once committed
+	list, err := queryTokens(ctx, tx, revokeUserSQL(kind), userID, now.UnixMilli())
+	if err != nil {
+		return nil, storeErr(ctx, op, err)
+	}
+	for _, t := range list {
+		if err := recordEvent(ctx, tx, tokens.VerbRevoked, t.ID, now, ""); err != nil {
+			return nil, storeErr(ctx, op, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, storeErr(ctx, op, err)
 	}
 	return list, nil
 }
@@ -353,6 +371,9 @@ func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens
 		if err != nil {
 			return fail(err) // the transaction holds the write lock: the token is still pending
 		}
+		if err := recordEvent(ctx, tx, tokens.VerbAccepted, t.ID, r.Now, ""); err != nil {
+			return fail(err)
+		}
 		if r.Key != nil {
 			claimed, err := s.claimKey(ctx, tx, *r.Key, t.ID, r.Now)
 			if err != nil {
@@ -394,6 +415,9 @@ func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens
 	// request fails.
 	for _, c := range candidates {
 		if _, err := tx.ExecContext(ctx, `UPDATE sign_in_token_codes SET attempts = attempts + 1 WHERE token_id = ?`, c.tokenID); err != nil {
+			return fail(err)
+		}
+		if err := recordEvent(ctx, tx, tokens.VerbCodeFailed, c.tokenID, r.Now, ""); err != nil {
 			return fail(err)
 		}
 	}
@@ -505,7 +529,7 @@ RETURNING ` + tokenColumns
 // redemptions cannot both succeed. When nothing matched it returns the token
 // as stored and Unchanged.
 func (s *Store) Redeem(ctx context.Context, id string, ticketHash []byte, now time.Time, key *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
-	return s.transition(ctx, "redeem token", id, key, redeemSQL, id, ticketHash, now.UnixMilli())
+	return s.transition(ctx, "redeem token", tokens.VerbAccepted, id, key, redeemSQL, id, ticketHash, now.UnixMilli())
 }
 
 const revokeSQL = `
@@ -517,24 +541,15 @@ RETURNING ` + tokenColumns
 // Revoke revokes a pending token, expired or not, in one conditional UPDATE.
 // When the token is not pending it returns it as stored and Unchanged.
 func (s *Store) Revoke(ctx context.Context, id string, now time.Time, key *tokens.Idempotency) (tokens.Token, tokens.Change, error) {
-	return s.transition(ctx, "revoke token", id, key, revokeSQL, id, now.UnixMilli())
+	return s.transition(ctx, "revoke token", tokens.VerbRevoked, id, key, revokeSQL, id, now.UnixMilli())
 }
 
-// transition runs a conditional UPDATE ... RETURNING; when it changes
-// nothing, a plain read says how the token stands (or that it is absent).
-// With a key, the update and the key's record share one transaction, which
-// commits only when both were made.
-func (s *Store) transition(ctx context.Context, op, id string, key *tokens.Idempotency, query string, args ...any) (tokens.Token, tokens.Change, error) {
-	if key == nil {
-		t, err := scanToken(s.db.QueryRowContext(ctx, query, args...))
-		if err == nil {
-			return t, tokens.Changed, nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
-		}
-		return s.stored(ctx, s.db, id, tokens.Unchanged)
-	}
+// transition runs a conditional UPDATE ... RETURNING and records its event
+// (verb) in one transaction; when it changes nothing, a read says how the
+// token stands (or that it is absent). With a key, the update, its event
+// and the key's record share the transaction, which commits only when all
+// were made.
+func (s *Store) transition(ctx context.Context, op, verb, id string, key *tokens.Idempotency, query string, args ...any) (tokens.Token, tokens.Change, error) {
 	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the one writer from here on
 	if err != nil {
 		return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
@@ -542,7 +557,17 @@ func (s *Store) transition(ctx context.Context, op, id string, key *tokens.Idemp
 	defer tx.Rollback() // no-op once committed
 
 	t, err := scanToken(tx.QueryRowContext(ctx, query, args...))
+	if err == nil {
+		if err := recordEvent(ctx, tx, verb, t.ID, t.UpdatedAt, ""); err != nil {
+			return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
+		}
+	}
 	switch {
+	case err == nil && key == nil:
+		if err := tx.Commit(); err != nil {
+			return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
+		}
+		return t, tokens.Changed, nil
 	case err == nil:
 		claimed, err := s.claimKey(ctx, tx, *key, t.ID, t.UpdatedAt)
 		if err != nil {
@@ -557,6 +582,8 @@ func (s *Store) transition(ctx context.Context, op, id string, key *tokens.Idemp
 		// The key is held by another request: the rollback undoes the change.
 	case !errors.Is(err, sql.ErrNoRows):
 		return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
+	case key == nil:
+		return s.stored(ctx, tx, id, tokens.Unchanged)
 	}
 	stored, err := lookupKey(ctx, tx, key.Key)
 	if err != nil {

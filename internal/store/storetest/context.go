@@ -60,6 +60,14 @@ func testContextEnded(t *testing.T, s tokens.Store) {
 			_, err := s.DeleteIdempotencyKeys(ctx, now, 10)
 			return err
 		}},
+		{"AppendEvent", func(ctx context.Context) error {
+			return s.AppendEvent(ctx, tokens.Event{Type: "sign_in_token.redeem_refused", CreatedAt: now, Token: tok, ErrorCode: "x"})
+		}},
+		{"ListEvents", func(ctx context.Context) error {
+			_, _, err := s.ListEvents(ctx, tokens.EventFilter{Limit: 1})
+			return err
+		}},
+		{"DeleteEvents", func(ctx context.Context) error { _, err := s.DeleteEvents(ctx, now.Add(time.Hour), 10); return err }},
 		{"Ping", func(ctx context.Context) error { return s.Ping(ctx) }},
 	}
 	for _, c := range calls {
@@ -73,6 +81,11 @@ func testContextEnded(t *testing.T, s tokens.Store) {
 		})
 	}
 	assertToken(t, "token after ended contexts", get(t, s, tok.ID), tok)
+	// Only the create above recorded anything.
+	waitEvents(t, s, 1)
+	if list, _, err := s.ListEvents(context.Background(), tokens.EventFilter{Limit: 10}); err != nil || len(list) != 1 {
+		t.Errorf("events after ended contexts: got %d, %v; want only the create's", len(list), err)
+	}
 	if _, err := s.Get(context.Background(), "sit_ctx_new"); !errors.Is(err, tokens.ErrNotFound) {
 		t.Errorf("token created under an ended context: got %v, want ErrNotFound", err)
 	}

@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) tokens.Store) {
 		{"RevokeUserRacesRedeem", testRevokeUserRacesRedeem},
 		{"ActorTokens", testActorTokens},
 		{"RedirectAndMetadata", testRedirectAndMetadata},
+		{"Events", testEvents},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
