@@ -29,7 +29,11 @@ func TestRequireSyncReplication(t *testing.T) {
 	checkError(t, "/readyz on an asynchronous primary", r, 503, "service_unavailable")
 	r = mustSend(t, in.base, "POST", "/v1/sign_in_tokens", testSecretKey, `{"user_id":"user_1"}`)
 	checkError(t, "create on an asynchronous primary", r, 503, "service_unavailable")
-	line := in.logged("REQUIRE_SYNC_REPLICATION: not ready, and refusing writes, until the primary replicates synchronously")
+	const refusal = "REQUIRE_SYNC_REPLICATION: not ready, and refusing writes, until the primary replicates synchronously"
+	// The line is written as the first probe finds the primary asynchronous,
+	// and read from the log by another goroutine: wait for it.
+	waitFor(t, 10*time.Second, "the refusal's log line", func() bool { return in.logged(refusal) != nil })
+	line := in.logged(refusal)
 	if line == nil || line["level"] != "error" || !strings.Contains(line["error"].(string), "synchronous_standby_names") {
 		t.Errorf("start-up log: got %v, want an error line naming synchronous_standby_names", line)
 	}
