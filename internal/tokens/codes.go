@@ -14,6 +14,10 @@ const (
 	MinCodeLength          = 6
 	MaxCodeLength          = 10
 	DefaultCodeMaxAttempts = 5
+	// MaxFinishedCodesCompared bounds how many of a user's finished coded
+	// tokens (the newest) a code that matched no triable one is compared
+	// with, to answer "already used" rather than "incorrect".
+	MaxFinishedCodesCompared = 20
 	MinCodeSecretBytes     = 32
 	codeKeyIDLength        = 8 // hex characters of a code secret's fingerprint
 	codeHashDomain         = "signin-tokens code hash v1\x00"

@@ -46,8 +46,9 @@ const (
 	KindActor  Kind = "actor_token"
 )
 
-// idPrefix is the kind's id prefix, also its object name's initials.
-func (k Kind) idPrefix() string {
+// IDPrefix is the prefix of the kind's ids, also its object name's
+// initials; a sign-in token's for an unknown kind.
+func (k Kind) IDPrefix() string {
 	if k == KindActor {
 		return "act_"
 	}
@@ -56,11 +57,10 @@ func (k Kind) idPrefix() string {
 
 // KindOf returns the kind of the token id, or "" for an id of neither kind.
 func KindOf(id string) Kind {
-	switch {
-	case strings.HasPrefix(id, "sit_"):
-		return KindSignIn
-	case strings.HasPrefix(id, "act_"):
-		return KindActor
+	for _, k := range []Kind{KindSignIn, KindActor} {
+		if strings.HasPrefix(id, k.IDPrefix()) {
+			return k
+		}
 	}
 	return ""
 }
@@ -289,10 +289,10 @@ type Store interface {
 }
 
 const (
-	idPrefix   = "sit_" // its length is that of every kind's prefix
-	idLength   = 27
-	base62     = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	maxIDBytes = 64
+	idPrefixLength = 4 // "sit_", "act_"
+	idLength       = 27
+	base62         = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	maxIDBytes     = 64
 )
 
 // idTimeLength is how many of an id's characters give its creation time.
@@ -306,15 +306,15 @@ const idTimeLength = 6 // 62^6 seconds: until the year 3770
 // pages, and the recent tokens that redemptions look up share a few pages
 // that stay in cache. The time it shows is already in the token's created_at.
 func (k Kind) NewID(created time.Time) string {
-	var b [len(idPrefix) + idLength]byte
-	copy(b[:], k.idPrefix())
+	var b [idPrefixLength + idLength]byte
+	copy(b[:], k.IDPrefix())
 	secs := uint64(max(created.Unix(), 0))
-	for i := len(idPrefix) + idTimeLength - 1; i >= len(idPrefix); i-- {
+	for i := idPrefixLength + idTimeLength - 1; i >= idPrefixLength; i-- {
 		b[i] = base62[secs%62]
 		secs /= 62
 	}
 	// Drawn straight into the id: Create makes one for every token.
-	fillBase62(b[len(idPrefix)+idTimeLength:])
+	fillBase62(b[idPrefixLength+idTimeLength:])
 	return string(b[:])
 }
 

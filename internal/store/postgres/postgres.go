@@ -380,8 +380,7 @@ WHERE user_id = $1 AND status = 'pending' AND `+kindCondition(kind), tokens.Verb
 // prefix is written into the statement, not passed as a parameter, so that
 // the planner can use the partial indexes on it.
 func kindCondition(kind tokens.Kind) string {
-	prefix := kind.NewID(time.Time{})[:4]
-	return "substr(id, 1, 4) = '" + prefix + "'"
+	return "substr(id, 1, 4) = '" + kind.IDPrefix() + "'"
 }
 
 // RevokeUser revokes every pending token of a user, expired ones included,
@@ -482,7 +481,7 @@ func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens
 	}
 
 	// No code that may be tried matched: maybe that of a finished token.
-	rows, err = tx.Query(ctx, finishedCodesSQL, r.UserID, r.Now, maxFinishedCodes)
+	rows, err = tx.Query(ctx, finishedCodesSQL, r.UserID, r.Now, tokens.MaxFinishedCodesCompared)
 	if err != nil {
 		return fail(err)
 	}
@@ -524,10 +523,6 @@ func (s *Store) codeReplay(ctx context.Context, op string, key *tokens.Idempoten
 	}
 	return t, tokens.CodeReplayed, nil
 }
-
-// maxFinishedCodes bounds how many finished coded tokens of a user a wrong
-// code is compared with, to tell "already used" from "incorrect".
-const maxFinishedCodes = 20
 
 var redeemCodeSQL = changeSQL(`
 UPDATE sign_in_tokens

@@ -275,7 +275,7 @@ RETURNING ` + tokenColumns
 // kindCondition selects the tokens of one kind by their ids' prefix,
 // written into the statement so the planner can use the partial indexes.
 func kindCondition(kind tokens.Kind) string {
-	return "substr(id, 1, 4) = '" + kind.NewID(time.Time{})[:4] + "'"
+	return "substr(id, 1, 4) = '" + kind.IDPrefix() + "'"
 }
 
 // RevokeUser revokes every pending token of a user, expired ones included,
@@ -324,10 +324,6 @@ UPDATE sign_in_tokens
 SET status = 'accepted', accepted_at = ?2, updated_at = ?2
 WHERE id = ?1 AND status = 'pending' AND expires_at > ?2
 RETURNING ` + tokenColumns
-
-// maxFinishedCodes bounds how many finished coded tokens of a user a wrong
-// code is compared with, to tell "already used" from "incorrect".
-const maxFinishedCodes = 20
 
 // RedeemCode redeems by one-time code, in one transaction. SQLite has one
 // writer at a time and the transaction takes the write lock at BEGIN, so
@@ -390,7 +386,7 @@ func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens
 	}
 
 	// No code that may be tried matched: maybe that of a finished token.
-	rows, err := tx.QueryContext(ctx, finishedCodesSQL, r.UserID, r.Now.UnixMilli(), maxFinishedCodes)
+	rows, err := tx.QueryContext(ctx, finishedCodesSQL, r.UserID, r.Now.UnixMilli(), tokens.MaxFinishedCodesCompared)
 	if err != nil {
 		return fail(err)
 	}
