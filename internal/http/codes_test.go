@@ -3,6 +3,7 @@ package http_test
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
@@ -32,7 +33,7 @@ func TestCodes(t *testing.T) {
 	if got := b.do("GET", "/v1/sign_in_tokens/"+id, ""); got.body["code"] != nil {
 		t.Errorf("get shows the code: %s", got.raw)
 	}
-	if got := b.do("GET", "/v1/sign_in_tokens?user_id=user_code", ""); len(got.raw) == 0 || regexp.MustCompile(code).Match(got.raw) {
+	if got := b.do("GET", "/v1/sign_in_tokens?user_id=user_code", ""); got.status != 200 || strings.Contains(string(got.raw), `"code"`) {
 		t.Errorf("list shows the code: %s", got.raw)
 	}
 

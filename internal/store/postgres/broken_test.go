@@ -40,3 +40,29 @@ func TestBroken(t *testing.T) {
 		}
 	}
 }
+
+// TestRefused: only what the server rolled back, or never received, is run
+// again alone; a FATAL error, a lost connection or a driver timeout may hide
+// a commit, and is not.
+func TestRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"unique violation", &pgconn.PgError{Code: "23505", Severity: "ERROR"}, true},
+		{"lock timeout", &pgconn.PgError{Code: "55P03", Severity: "ERROR"}, true},
+		{"canceled statement", &pgconn.PgError{Code: "57014", Severity: "ERROR"}, true},
+		{"deadlock", &pgconn.PgError{Code: "40P01", Severity: "ERROR"}, true},
+		{"terminated after a commit", &pgconn.PgError{Code: "57P01", Severity: "FATAL", SeverityUnlocalized: "FATAL"}, false},
+		{"panic", &pgconn.PgError{Code: "XX000", SeverityUnlocalized: "PANIC"}, false},
+		{"context ended before sending", context.DeadlineExceeded, true},
+		{"connection reset", &net.OpError{Op: "read", Err: syscall.ECONNRESET}, false},
+		{"EOF", io.ErrUnexpectedEOF, false},
+	}
+	for _, tt := range tests {
+		if got := refused(tt.err); got != tt.want {
+			t.Errorf("%s: refused(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
+	}
+}
