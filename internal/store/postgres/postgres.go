@@ -327,13 +327,11 @@ func (s *Store) createTx(ctx context.Context, c tokens.Creation) (tokens.CreateR
 // createdBefore answers a create whose key is in use: the token created
 // under it, with its code, or ErrIdempotencyMismatch.
 func (s *Store) createdBefore(ctx context.Context, tx pgx.Tx, op string, key *tokens.Idempotency) (tokens.CreateResult, error) {
-	var stored tokens.StoredKey
-	err := tx.QueryRow(ctx, `SELECT request_hash, token_id, created_at FROM idempotency_keys WHERE key = $1`, key.Key).
-		Scan(&stored.RequestHash, &stored.TokenID, &stored.CreatedAt)
+	stored, err := s.lookupKey(ctx, tx, op, key.Key)
 	if err != nil {
-		return tokens.CreateResult{}, s.fail(ctx, op, err)
+		return tokens.CreateResult{}, err
 	}
-	replay, err := key.Replays(&stored)
+	replay, err := key.Replays(stored)
 	switch {
 	case err != nil:
 		return tokens.CreateResult{}, err
@@ -765,7 +763,7 @@ func (s *Store) unchanged(ctx context.Context, op, id string, key *tokens.Idempo
 // it returns the token that request left and true; when for another one,
 // tokens.ErrIdempotencyMismatch; when the key is free, false.
 func (s *Store) replay(ctx context.Context, op string, key *tokens.Idempotency) (tokens.Token, bool, error) {
-	stored, err := s.lookupKey(ctx, op, key.Key)
+	stored, err := s.lookupKey(ctx, s.pool, op, key.Key)
 	if err != nil {
 		return tokens.Token{}, false, err
 	}
@@ -788,10 +786,15 @@ func (s *Store) stored(ctx context.Context, id string, change tokens.Change) (to
 	return t, change, nil
 }
 
-// lookupKey returns the record of an idempotency key, or nil.
-func (s *Store) lookupKey(ctx context.Context, op, key string) (*tokens.StoredKey, error) {
+// rowQuerier is what lookupKey needs of the pool or a transaction.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// lookupKey returns the record of an idempotency key, read through q, or nil.
+func (s *Store) lookupKey(ctx context.Context, q rowQuerier, op, key string) (*tokens.StoredKey, error) {
 	var k tokens.StoredKey
-	err := s.pool.QueryRow(ctx, `SELECT request_hash, token_id, created_at FROM idempotency_keys WHERE key = $1`, key).
+	err := q.QueryRow(ctx, `SELECT request_hash, token_id, created_at FROM idempotency_keys WHERE key = $1`, key).
 		Scan(&k.RequestHash, &k.TokenID, &k.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
