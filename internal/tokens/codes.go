@@ -18,10 +18,10 @@ const (
 	// tokens (the newest) a code that matched no triable one is compared
 	// with, to answer "already used" rather than "incorrect".
 	MaxFinishedCodesCompared = 20
-	MinCodeSecretBytes     = 32
-	codeKeyIDLength        = 8 // hex characters of a code secret's fingerprint
-	codeHashDomain         = "signin-tokens code hash v1\x00"
-	codeDeriveDomain       = "signin-tokens code derive v1\x00"
+	MinCodeSecretBytes       = 32
+	codeKeyIDLength          = 8 // hex characters of a code secret's fingerprint
+	codeHashDomain           = "signin-tokens code hash v1\x00"
+	codeDeriveDomain         = "signin-tokens code derive v1\x00"
 )
 
 // StoredCode is what the database keeps of a one-time code: a keyed hash
