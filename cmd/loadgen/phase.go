@@ -113,6 +113,9 @@ func (b *bench) serviceDriver() driver {
 // baselineDriver issues the service's own statements through its pgx store,
 // with nothing of HTTP, JSON, authentication, signing or logging around them.
 func (b *bench) baselineDriver() driver {
+	if b.lite != nil {
+		return b.sqliteDriver()
+	}
 	st := b.base
 	return driver{
 		name: targetBaseline,
