@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -35,7 +34,7 @@ type bench struct {
 	dbURL    string          // the bench database
 	admin    *pgxpool.Pool   // setup, COPY and statistics; not timed
 	base     *postgres.Store // the baseline: the service's own SQL through pgx
-	lite     *sql.DB         // with -store sqlite, the baseline's database instead
+	lite     *liteBaseline   // with -store sqlite, the baseline's database instead
 	ticketer *tokens.Ticketer
 	workDir  string
 	svc      *serviceClient

@@ -20,8 +20,9 @@ import (
 
 // With -store sqlite the service runs on its embedded store, and the
 // baseline sends the store's own INSERT and conditional UPDATE straight
-// through modernc.org/sqlite, each statement alone, on a file of its own
-// opened with the store's settings, one connection per worker.
+// through modernc.org/sqlite, each statement alone and prepared, on a file
+// of its own opened with the store's settings, one connection per worker
+// unless -sqlite-conns says otherwise.
 
 // sqliteOptions are the flags of the SQLite comparison.
 type sqliteOptions struct {
@@ -91,9 +92,18 @@ func runSQLite(ctx context.Context, o options, out io.Writer) (err error) {
 	return err
 }
 
+// liteBaseline is the baseline's database and the store's two statements,
+// prepared as the service's store prepares them.
+type liteBaseline struct {
+	db             *sql.DB
+	insert, redeem *sql.Stmt
+}
+
+func (l *liteBaseline) Close() error { return l.db.Close() } // closes the statements too
+
 // openBaseline creates the baseline's database with the store's migrations,
 // then opens it through the driver alone.
-func openBaseline(ctx context.Context, path string, o options) (*sql.DB, error) {
+func openBaseline(ctx context.Context, path string, o options) (*liteBaseline, error) {
 	st, err := sqlite.Open(ctx, path)
 	if err != nil {
 		return nil, err
@@ -115,29 +125,39 @@ func openBaseline(ctx context.Context, path string, o options) (*sql.DB, error) 
 	}
 	db.SetMaxOpenConns(conns)
 	db.SetMaxIdleConns(conns)
-	return db, db.PingContext(ctx)
+	l := &liteBaseline{db: db}
+	insert, _ := sqlite.InsertStatement(tokens.Token{})
+	redeem, _ := sqlite.RedeemStatement("", nil, time.Time{})
+	if l.insert, err = db.PrepareContext(ctx, insert); err == nil {
+		l.redeem, err = db.PrepareContext(ctx, redeem)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 // sqliteDriver is the SQLite baseline: per pair, the store's INSERT and its
 // conditional UPDATE, each its own statement and commit.
 func (b *bench) sqliteDriver() driver {
-	db := b.lite
+	l := b.lite
 	return driver{
 		name: targetBaseline,
 		create: func(ctx context.Context, w *worker) (issued, error) {
 			id := tokens.KindSignIn.NewID(time.Now())
 			sum := sha256.Sum256([]byte(id))
 			now := time.Now().UTC().Truncate(time.Millisecond)
-			query, args := sqlite.InsertStatement(tokens.Token{ID: id, UserID: string(w.userID(w.n)), Status: tokens.StatusPending,
+			_, args := sqlite.InsertStatement(tokens.Token{ID: id, UserID: string(w.userID(w.n)), Status: tokens.StatusPending,
 				TicketHash: sum[:], CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)})
-			if _, err := db.ExecContext(ctx, query, args...); err != nil {
+			if _, err := l.insert.ExecContext(ctx, args...); err != nil {
 				return issued{}, err
 			}
 			return issued{id: id, hash: sum[:]}, nil
 		},
 		redeem: func(ctx context.Context, w *worker, it issued) error {
-			query, args := sqlite.RedeemStatement(it.id, it.hash, time.Now())
-			rows, err := db.QueryContext(ctx, query, args...)
+			_, args := sqlite.RedeemStatement(it.id, it.hash, time.Now())
+			rows, err := l.redeem.QueryContext(ctx, args...)
 			if err != nil {
 				return err
 			}

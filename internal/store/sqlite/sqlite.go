@@ -29,6 +29,7 @@ import (
 type Store struct {
 	db    *sql.DB // reads, which WAL lets run beside the writer
 	write *sql.DB // every write transaction, on writerConns connections
+	hot   hotStatements
 }
 
 // writerConns is how many connections write. SQLite runs one writer at a
@@ -125,6 +126,7 @@ func (s *Store) Stats() sql.DBStats {
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.hot.close()
 	var errs []error
 	for _, db := range []*sql.DB{s.write, s.db} {
 		if db != nil {
@@ -202,7 +204,7 @@ func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateRes
 	const op = "create token"
 	t := c.Token
 	res := tokens.CreateResult{Token: t, Created: true}
-	tx, err := s.write.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the one writer from here on
+	tx, err := s.begin(ctx) // BEGIN IMMEDIATE: the one writer from here on
 	if err != nil {
 		return tokens.CreateResult{}, storeErr(ctx, op, err)
 	}
@@ -249,7 +251,7 @@ func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateRes
 
 // createdBefore answers a create whose key is in use: the token created
 // under it, with its code, or ErrIdempotencyMismatch.
-func (s *Store) createdBefore(ctx context.Context, tx *sql.Tx, op string, key *tokens.Idempotency) (tokens.CreateResult, error) {
+func (s *Store) createdBefore(ctx context.Context, tx writeTx, op string, key *tokens.Idempotency) (tokens.CreateResult, error) {
 	stored, err := lookupKey(ctx, tx, key.Key)
 	if err != nil {
 		return tokens.CreateResult{}, storeErr(ctx, op, err)
@@ -317,7 +319,7 @@ func kindCondition(kind tokens.Kind) string {
 // in one statement, and returns them newest first.
 func (s *Store) RevokeUser(ctx context.Context, kind tokens.Kind, userID string, now time.Time) ([]tokens.Token, error) {
 	const op = "revoke a user's tokens"
-	tx, err := s.write.BeginTx(ctx, nil) // BEGIN IMMEDIATE
+	tx, err := s.begin(ctx) // BEGIN IMMEDIATE
 	if err != nil {
 		return nil, storeErr(ctx, op, err)
 	}
@@ -369,7 +371,7 @@ func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens
 	fail := func(err error) (tokens.Token, tokens.CodeOutcome, error) {
 		return tokens.Token{}, 0, storeErr(ctx, op, err)
 	}
-	tx, err := s.write.BeginTx(ctx, nil) // BEGIN IMMEDIATE
+	tx, err := s.begin(ctx) // BEGIN IMMEDIATE
 	if err != nil {
 		return fail(err)
 	}
@@ -464,7 +466,7 @@ type codeCandidate struct {
 	code    tokens.StoredCode
 }
 
-func (s *Store) codeCandidates(ctx context.Context, tx *sql.Tx, r tokens.CodeRedemption) ([]codeCandidate, error) {
+func (s *Store) codeCandidates(ctx context.Context, tx writeTx, r tokens.CodeRedemption) ([]codeCandidate, error) {
 	rows, err := tx.QueryContext(ctx, codeCandidatesSQL, r.UserID, r.Now.UnixMilli(), r.MaxAttempts)
 	if err != nil {
 		return nil, err
@@ -581,7 +583,7 @@ func (s *Store) Revoke(ctx context.Context, id string, now time.Time, key *token
 // and the key's record share the transaction, which commits only when all
 // were made.
 func (s *Store) transition(ctx context.Context, op, verb, id string, key *tokens.Idempotency, query string, args ...any) (tokens.Token, tokens.Change, error) {
-	tx, err := s.write.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the one writer from here on
+	tx, err := s.begin(ctx) // BEGIN IMMEDIATE: the one writer from here on
 	if err != nil {
 		return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
 	}
