@@ -38,12 +38,12 @@ func (ring keyRing) match(presented string) int {
 	return found
 }
 
-type keyIndexKey struct{}
-
 // keyIndex returns which configured secret key authenticated the request.
 func keyIndex(ctx context.Context) int {
-	i, _ := ctx.Value(keyIndexKey{}).(int)
-	return i
+	if st := stateOf(ctx); st != nil {
+		return st.keyIndex
+	}
+	return 0
 }
 
 // requireKey admits requests that carry an accepted secret key as a bearer token.
@@ -65,7 +65,10 @@ func requireKey(ring keyRing) func(http.Handler) http.Handler {
 				writeError(w, r, errKeyInvalid)
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyIndexKey{}, i)))
+			if st := stateOf(r.Context()); st != nil {
+				st.keyIndex = i
+			}
+			next.ServeHTTP(w, r)
 		})
 	}
 }

@@ -14,12 +14,47 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-type traceKey struct{}
+// requestState is what the middleware keeps of one request, in one
+// allocation on its context: its trace id, its logger, the outage tracker,
+// which secret key authenticated it and the status it answered. Only the
+// request's own goroutine reads or writes it.
+type requestState struct {
+	traceID  string
+	keyIndex int // see requireKey
+	outage   *outage
+	rec      statusRecorder
+	base     zerolog.Logger
+	log      zerolog.Logger // base with the trace id, made on first use
+	hasLog   bool
+}
+
+type requestStateKey struct{}
+
+// stateOf returns the request's state; nil outside observe.
+func stateOf(ctx context.Context) *requestState {
+	st, _ := ctx.Value(requestStateKey{}).(*requestState)
+	return st
+}
 
 // traceID returns the request's trace id.
 func traceID(ctx context.Context) string {
-	id, _ := ctx.Value(traceKey{}).(string)
-	return id
+	if st := stateOf(ctx); st != nil {
+		return st.traceID
+	}
+	return ""
+}
+
+// requestLog returns the request's logger, which carries its trace id.
+// Made when first asked for: most requests log only their one line.
+func requestLog(ctx context.Context) *zerolog.Logger {
+	st := stateOf(ctx)
+	if st == nil {
+		return zerolog.Ctx(ctx)
+	}
+	if !st.hasLog {
+		st.log, st.hasLog = st.base.With().Str("trace_id", st.traceID).Logger(), true
+	}
+	return &st.log
 }
 
 // newTraceID returns 16 random bytes in hex. Trace ids need to be unique, not
@@ -71,18 +106,18 @@ func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer,
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			var span trace.Span
-			var id string
+			st := &requestState{outage: out, base: base}
 			if tracer != nil {
 				r, span = startServerSpan(tracer, r)
-				id = span.SpanContext().TraceID().String()
+				st.traceID = span.SpanContext().TraceID().String()
 			} else {
-				id = newTraceID()
+				st.traceID = newTraceID()
 			}
-			log := base.With().Str("trace_id", id).Logger()
-			ctx := log.WithContext(withOutage(context.WithValue(r.Context(), traceKey{}, id), out))
-			r = r.WithContext(ctx)
+			id := st.traceID
+			r = r.WithContext(context.WithValue(r.Context(), requestStateKey{}, st))
 			w.Header()["Clerk-Trace-Id"] = []string{id}
-			rec := &statusRecorder{ResponseWriter: w}
+			st.rec.ResponseWriter = w
+			rec := &st.rec
 			defer func() {
 				if p := recover(); p != nil {
 					if p == http.ErrAbortHandler {
@@ -93,7 +128,7 @@ func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer,
 					}
 					// The stack says where it happened; the request's headers
 					// and body stay out of the log, as everywhere.
-					log.Error().Interface("panic", p).Bool("response_began", rec.status != 0).
+					requestLog(r.Context()).Error().Interface("panic", p).Bool("response_began", rec.status != 0).
 						Str("stack", string(debug.Stack())).Msg("panic")
 					if rec.status == 0 {
 						writeError(rec, r, errInternal)
@@ -118,7 +153,9 @@ func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer,
 				if rec.status >= 500 && rec.status != http.StatusServiceUnavailable {
 					lvl = zerolog.WarnLevel // a 503's cause is logged once per outage (outage.go)
 				}
-				log.WithLevel(lvl).Str("method", r.Method).Str("route", route).Int("status", rec.status).
+				// The base logger with the trace id as the event's first field
+				// writes what the request's logger would, without making it.
+				base.WithLevel(lvl).Str("trace_id", id).Str("method", r.Method).Str("route", route).Int("status", rec.status).
 					Dur("duration_ms", elapsed).Msg("request")
 			}()
 			next.ServeHTTP(rec, r)
