@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
 
@@ -82,15 +83,18 @@ func (ring keyRing) fingerprint(i int) string {
 	return hex.EncodeToString(ring[i][:4])
 }
 
-// recordContext puts on each request's context the tokens.EventContext the
+// scope gives each request, in one context, the deadline that bounds its
+// work (a database that accepts connections but never answers ends in 503
+// rather than holding the request forever) and the tokens.EventContext the
 // store records with the changes the request makes: the key that
 // authenticated it (by fingerprint; none for the public sign-in page, ring
 // nil), the client's address as the rate limiter sees it, the user agent
 // and the trace id. It runs after clientIP and requireKey.
-func recordContext(ring keyRing) func(http.Handler) http.Handler {
+func scope(ring keyRing, timeout time.Duration) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx := r.Context()
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+			defer cancel()
 			ec := tokens.EventContext{IP: middleware.GetClientIP(ctx), UserAgent: r.UserAgent(), TraceID: traceID(ctx)}
 			if ring != nil {
 				ec.Key = ring.fingerprint(keyIndex(ctx))

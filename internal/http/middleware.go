@@ -3,10 +3,12 @@ package http
 import (
 	"context"
 	"encoding/hex"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -136,8 +138,7 @@ func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer,
 				}
 				elapsed := time.Since(start)
 				route := "unmatched"
-				// RoutePattern, nil-safe, builds the pattern anew on every call: once.
-				if p := chi.RouteContext(r.Context()).RoutePattern(); p != "" {
+				if p := routePattern(chi.RouteContext(r.Context())); p != "" {
 					route = p
 				}
 				if rec.status == 0 {
@@ -160,6 +161,39 @@ func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer,
 			}()
 			next.ServeHTTP(rec, r)
 		})
+	}
+}
+
+// routePatterns maps the patterns chi matched, in order, to the route
+// pattern they make. chi's RoutePattern builds it anew on every call; there
+// are only as many as there are routes, so each is built once. The map is
+// copied on write and never changed once stored.
+var routePatterns atomic.Pointer[map[[4]string]string]
+
+// routePattern is rctx.RoutePattern(), nil-safe, from routePatterns.
+func routePattern(rctx *chi.Context) string {
+	var key [4]string
+	if rctx == nil || len(rctx.RoutePatterns) > len(key) {
+		return rctx.RoutePattern()
+	}
+	copy(key[:], rctx.RoutePatterns)
+	known := routePatterns.Load()
+	if known != nil {
+		if p, ok := (*known)[key]; ok {
+			return p
+		}
+	}
+	p := rctx.RoutePattern()
+	for {
+		next := make(map[[4]string]string, 1)
+		if known != nil {
+			maps.Copy(next, *known)
+		}
+		next[key] = p
+		if routePatterns.CompareAndSwap(known, &next) {
+			return p
+		}
+		known = routePatterns.Load()
 	}
 }
 
@@ -204,18 +238,6 @@ func limitBody(max int64) func(http.Handler) http.Handler {
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, max)
 			next.ServeHTTP(w, r)
-		})
-	}
-}
-
-// deadline bounds a request's work: a database that accepts connections but
-// never answers ends in 503 rather than holding the request forever.
-func deadline(d time.Duration) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx, cancel := context.WithTimeout(r.Context(), d)
-			defer cancel()
-			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
 }
