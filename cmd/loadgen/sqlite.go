@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"flag"
@@ -21,8 +20,10 @@ import (
 // With -store sqlite the service runs on its embedded store, and the
 // baseline sends the store's own INSERT and conditional UPDATE straight
 // through modernc.org/sqlite, each statement alone and prepared, on a file
-// of its own opened with the store's settings, one connection per worker
-// unless -sqlite-conns says otherwise.
+// of its own opened with the store's settings, on one connection as the
+// store writes on one (-sqlite-conns 0 gives one per worker, which is
+// faster while it lasts but stalls statements for seconds and fails some
+// with SQLITE_BUSY; see docs/benchmarks.md, "SQLite").
 
 // sqliteOptions are the flags of the SQLite comparison.
 type sqliteOptions struct {
@@ -30,8 +31,16 @@ type sqliteOptions struct {
 	pragmas []string // the baseline's pragmas that differ from the store's
 }
 
+// connections is how many connections the baseline opens for workers.
+func (o sqliteOptions) connections(workers int) int {
+	if o.conns == 0 {
+		return workers
+	}
+	return o.conns
+}
+
 func sqliteFlags(fs *flag.FlagSet, o *sqliteOptions) func() {
-	fs.IntVar(&o.conns, "sqlite-conns", 0, "with -store sqlite: the baseline's open connections; 0: one per worker (-c)")
+	fs.IntVar(&o.conns, "sqlite-conns", 1, "with -store sqlite: the baseline's open connections, as the store's writer has one; 0: one per worker (-c)")
 	pragmas := fs.String("sqlite-pragma", "", "with -store sqlite: the baseline's pragmas in place of the store's, comma-separated, e.g. synchronous(FULL)")
 	return func() {
 		if *pragmas != "" {
@@ -78,10 +87,7 @@ func runSQLite(ctx context.Context, o options, out io.Writer) (err error) {
 	if err := b.svc.waitReady(ctx, 30*time.Second); err != nil {
 		return err
 	}
-	conns := o.sqlite.conns
-	if conns == 0 {
-		conns = o.concurrency
-	}
+	conns := o.sqlite.connections(o.concurrency)
 	fmt.Fprintf(out, "SQLite: service on its embedded store; baseline: the store's statements through the driver, %d connections, pragmas %s\n",
 		conns, strings.Join(o.sqlite.pragmas, " "))
 	fmt.Fprintf(out, "settings: concurrency %d, %s per run, %d rounds, LOG_LEVEL=%s, server env %s\n",
@@ -119,10 +125,7 @@ func openBaseline(ctx context.Context, path string, o options) (*liteBaseline, e
 	if err != nil {
 		return nil, err
 	}
-	conns := o.sqlite.conns
-	if conns == 0 {
-		conns = o.concurrency
-	}
+	conns := o.sqlite.connections(o.concurrency)
 	db.SetMaxOpenConns(conns)
 	db.SetMaxIdleConns(conns)
 	l := &liteBaseline{db: db}
@@ -145,15 +148,12 @@ func (b *bench) sqliteDriver() driver {
 	return driver{
 		name: targetBaseline,
 		create: func(ctx context.Context, w *worker) (issued, error) {
-			id := tokens.KindSignIn.NewID(time.Now())
-			sum := sha256.Sum256([]byte(id))
-			now := time.Now().UTC().Truncate(time.Millisecond)
-			_, args := sqlite.InsertStatement(tokens.Token{ID: id, UserID: string(w.userID(w.n)), Status: tokens.StatusPending,
-				TicketHash: sum[:], CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)})
+			t := w.baselineToken()
+			_, args := sqlite.InsertStatement(t)
 			if _, err := l.insert.ExecContext(ctx, args...); err != nil {
 				return issued{}, err
 			}
-			return issued{id: id, hash: sum[:]}, nil
+			return issued{id: t.ID, hash: t.TicketHash}, nil
 		},
 		redeem: func(ctx context.Context, w *worker, it issued) error {
 			_, args := sqlite.RedeemStatement(it.id, it.hash, time.Now())
