@@ -112,7 +112,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // added up, for metrics.
 func (s *Store) Stats() sql.DBStats {
 	r, w := s.db.Stats(), s.write.Stats()
-	r.MaxOpenConnections += w.MaxOpenConnections
+	if r.MaxOpenConnections > 0 { // 0, the readers' default, is no limit
+		r.MaxOpenConnections += w.MaxOpenConnections
+	}
 	r.OpenConnections += w.OpenConnections
 	r.InUse += w.InUse
 	r.Idle += w.Idle
