@@ -60,11 +60,17 @@ fuzz:
 	done
 
 ## bench: load the service and the raw pgx baseline in the same run (docs/benchmarks.md);
-## BENCH_FLAGS passes more flags, e.g. BENCH_FLAGS="-seed 1000000 -c 32"
+## BENCH_FLAGS passes more flags, e.g. BENCH_FLAGS="-seed 1000000 -c 32";
+## BENCH_STORE=sqlite runs the service on its embedded store against the
+## same statements straight through the SQLite driver (create and pairs)
 BENCH_FLAGS ?=
+BENCH_STORE ?= postgres
+ifeq ($(BENCH_STORE),sqlite)
+BENCH_PHASES := -phases create,pairs
+endif
 bench: build
 	$(GO) build -o bin/loadgen ./cmd/loadgen
-	bin/loadgen -server $(BIN) $(BENCH_FLAGS)
+	bin/loadgen -server $(BIN) -store $(BENCH_STORE) $(BENCH_PHASES) $(BENCH_FLAGS)
 
 ## bench-go: the Go micro-benchmarks, with allocation counts
 bench-go:

@@ -34,6 +34,7 @@ type bench struct {
 	dbURL    string          // the bench database
 	admin    *pgxpool.Pool   // setup, COPY and statistics; not timed
 	base     *postgres.Store // the baseline: the service's own SQL through pgx
+	lite     *liteBaseline   // with -store sqlite, the baseline's database instead
 	ticketer *tokens.Ticketer
 	workDir  string
 	svc      *serviceClient
@@ -77,12 +78,7 @@ func newBench(ctx context.Context, o options, out io.Writer) (_ *bench, err erro
 
 	keyFile, secret := o.signingKey, o.key
 	if o.server != "" {
-		keyFile, secret = filepath.Join(b.workDir, "signing.pem"), "sk_bench_"+tokens.RandomBase62(40)
-		pem, err := tokens.EncodePEM(tokens.GenerateKey())
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
+		if keyFile, secret, err = newKeys(b.workDir); err != nil {
 			return nil, err
 		}
 	}
@@ -113,6 +109,17 @@ func newBench(ctx context.Context, o options, out io.Writer) (_ *bench, err erro
 		return nil, err
 	}
 	return b, nil
+}
+
+// newKeys writes a new signing key into dir and makes up a secret key, for
+// a service loadgen starts.
+func newKeys(dir string) (keyFile, secret string, err error) {
+	keyFile, secret = filepath.Join(dir, "signing.pem"), "sk_bench_"+tokens.RandomBase62(40)
+	pem, err := tokens.EncodePEM(tokens.GenerateKey())
+	if err != nil {
+		return "", "", err
+	}
+	return keyFile, secret, os.WriteFile(keyFile, pem, 0o600)
 }
 
 // createDatabase drops and creates the bench database, and returns its URL.
@@ -238,6 +245,9 @@ func (b *bench) close() {
 	}
 	if b.admin != nil {
 		b.admin.Close()
+	}
+	if b.lite != nil {
+		b.lite.Close()
 	}
 	if b.workDir != "" && b.o.serverLog == "" {
 		os.RemoveAll(b.workDir)

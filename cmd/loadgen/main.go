@@ -72,6 +72,8 @@ type options struct {
 	serverEnv   []string
 	client      string // raw or net/http
 	checkpoint  bool   // CHECKPOINT before each timed run
+	store       string // postgres or sqlite
+	sqlite      sqliteOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -105,9 +107,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.client, "client", "raw", "HTTP client: raw (one minimal HTTP/1.1 connection per worker, the leanest) or net/http")
 	env := fs.String("server-env", "", "with -server: extra NAME=value pairs for the service, comma-separated")
 	fs.BoolVar(&o.otlpSink, "otlp-sink", false, "with -server: receive the service's OTLP/HTTP trace exports and discard them\n(sets OTEL_EXPORTER_OTLP_ENDPOINT; pick the sampler with -server-env OTEL_TRACES_SAMPLER=...)")
+	fs.StringVar(&o.store, "store", "postgres", "the service's store: postgres, or sqlite (its embedded store, against the driver; see sqlite.go)")
+	sqliteParsed := sqliteFlags(fs, &o.sqlite)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	sqliteParsed()
 	for _, p := range strings.Split(*phases, ",") {
 		switch p = strings.TrimSpace(p); p {
 		case phaseCreate, phaseRedeem, phasePairs:
@@ -135,6 +140,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-phases names no phase")
 	case o.scale > 0 && (o.server == "" || o.seed > 0 || o.rate > 0):
 		return o, errors.New("-scale needs -server, and goes without -seed and -rate")
+	case o.store == "sqlite":
+		return o, checkSQLite(o)
+	case o.store != "postgres":
+		return o, fmt.Errorf("-store: postgres or sqlite, got %q", o.store)
 	}
 	return o, nil
 }
@@ -147,6 +156,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if o.scale > 0 {
 		return runScale(ctx, o, stdout)
+	}
+	if o.store == "sqlite" {
+		return runSQLite(ctx, o, stdout)
 	}
 	b, err := newBench(ctx, o, stdout)
 	if err != nil {

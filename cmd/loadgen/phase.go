@@ -47,6 +47,16 @@ func (w *worker) userID(seq int) []byte {
 	return w.user
 }
 
+// baselineToken is a new pending token for a baseline to store: no ticket
+// is signed, the hash of its id stands in for the ticket's.
+func (w *worker) baselineToken() tokens.Token {
+	id := tokens.KindSignIn.NewID(time.Now())
+	sum := sha256.Sum256([]byte(id))
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	return tokens.Token{ID: id, UserID: string(w.userID(w.n)), Status: tokens.StatusPending,
+		TicketHash: sum[:], CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)}
+}
+
 // driver does the phases' operations against one target.
 type driver struct {
 	name    string
@@ -113,19 +123,18 @@ func (b *bench) serviceDriver() driver {
 // baselineDriver issues the service's own statements through its pgx store,
 // with nothing of HTTP, JSON, authentication, signing or logging around them.
 func (b *bench) baselineDriver() driver {
+	if b.lite != nil {
+		return b.sqliteDriver()
+	}
 	st := b.base
 	return driver{
 		name: targetBaseline,
 		create: func(ctx context.Context, w *worker) (issued, error) {
-			id := tokens.KindSignIn.NewID(time.Now())
-			sum := sha256.Sum256([]byte(id))
-			now := time.Now().UTC().Truncate(time.Millisecond)
-			t := tokens.Token{ID: id, UserID: string(w.userID(w.n)), Status: tokens.StatusPending,
-				TicketHash: sum[:], CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)}
+			t := w.baselineToken()
 			if _, err := st.Create(ctx, tokens.Creation{Token: t}); err != nil {
 				return issued{}, err
 			}
-			return issued{id: id, hash: sum[:]}, nil
+			return issued{id: t.ID, hash: t.TicketHash}, nil
 		},
 		redeem: func(ctx context.Context, w *worker, it issued) error {
 			now := time.Now().UTC().Truncate(time.Millisecond)

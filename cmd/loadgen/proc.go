@@ -97,6 +97,9 @@ func (now cpuByPid) since(before cpuByPid) time.Duration {
 // database. Postgres's shared processes (WAL writer, checkpointer) are left
 // out, as are other databases' backends on this shared server.
 func (b *bench) backendCPU(ctx context.Context) cpuByPid {
+	if b.admin == nil { // no PostgreSQL (-store sqlite)
+		return nil
+	}
 	rows, err := b.admin.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
 	if err != nil {
 		return nil

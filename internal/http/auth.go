@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
 
@@ -38,12 +39,12 @@ func (ring keyRing) match(presented string) int {
 	return found
 }
 
-type keyIndexKey struct{}
-
 // keyIndex returns which configured secret key authenticated the request.
 func keyIndex(ctx context.Context) int {
-	i, _ := ctx.Value(keyIndexKey{}).(int)
-	return i
+	if st := stateOf(ctx); st != nil {
+		return st.keyIndex
+	}
+	return 0
 }
 
 // requireKey admits requests that carry an accepted secret key as a bearer token.
@@ -65,7 +66,10 @@ func requireKey(ring keyRing) func(http.Handler) http.Handler {
 				writeError(w, r, errKeyInvalid)
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyIndexKey{}, i)))
+			if st := stateOf(r.Context()); st != nil {
+				st.keyIndex = i
+			}
+			next.ServeHTTP(w, r)
 		})
 	}
 }
@@ -79,15 +83,18 @@ func (ring keyRing) fingerprint(i int) string {
 	return hex.EncodeToString(ring[i][:4])
 }
 
-// recordContext puts on each request's context the tokens.EventContext the
+// scope gives each request, in one context, the deadline that bounds its
+// work (a database that accepts connections but never answers ends in 503
+// rather than holding the request forever) and the tokens.EventContext the
 // store records with the changes the request makes: the key that
 // authenticated it (by fingerprint; none for the public sign-in page, ring
 // nil), the client's address as the rate limiter sees it, the user agent
 // and the trace id. It runs after clientIP and requireKey.
-func recordContext(ring keyRing) func(http.Handler) http.Handler {
+func scope(ring keyRing, timeout time.Duration) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx := r.Context()
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+			defer cancel()
 			ec := tokens.EventContext{IP: middleware.GetClientIP(ctx), UserAgent: r.UserAgent(), TraceID: traceID(ctx)}
 			if ring != nil {
 				ec.Key = ring.fingerprint(keyIndex(ctx))

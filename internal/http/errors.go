@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/rs/zerolog"
-
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
@@ -103,21 +101,21 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) && errors.Is(r.Context().Err(), context.Canceled) {
 		// The client went away (or shutdown cut the request): nobody reads an
 		// answer, and it is not our failure, so it is recorded as 499.
-		zerolog.Ctx(r.Context()).Debug().Err(err).Msg("request canceled")
+		requestLog(r.Context()).Debug().Err(err).Msg("request canceled")
 		w.WriteHeader(statusClientClosed)
 		return
 	}
 	if !errors.As(err, &e) {
-		zerolog.Ctx(r.Context()).Error().Err(err).Msg("internal error")
+		requestLog(r.Context()).Error().Err(err).Msg("internal error")
 		e = errInternal
 	} else if e.Code == tokens.CodeUnavailable {
 		unavailable(r.Context(), err, e.Code)
 	} else if e.Code == tokens.CodeUserLookupFailed {
-		zerolog.Ctx(r.Context()).Warn().Err(err).Msg(e.Code)
+		requestLog(r.Context()).Warn().Err(err).Msg(e.Code)
 	}
 	status, ok := statusByCode[e.Code]
 	if !ok {
-		zerolog.Ctx(r.Context()).Error().Str("code", e.Code).Msg("error code without a status")
+		requestLog(r.Context()).Error().Str("code", e.Code).Msg("error code without a status")
 		status = http.StatusInternalServerError
 	}
 	meta := map[string]string{}

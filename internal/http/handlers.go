@@ -173,8 +173,11 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	in := tokens.RedeemParams{IdempotencyKey: r.Header.Get("Idempotency-Key")}
-	for name, v := range map[string]*string{"ticket": &in.Ticket, "user_id": &in.UserID, "code": &in.Code} {
-		if *v, err = p.string(name); err != nil {
+	for _, f := range [...]struct {
+		name string
+		v    *string
+	}{{"ticket", &in.Ticket}, {"user_id", &in.UserID}, {"code", &in.Code}} {
+		if *f.v, err = p.string(f.name); err != nil {
 			return err
 		}
 	}

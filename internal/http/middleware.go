@@ -3,10 +3,12 @@ package http
 import (
 	"context"
 	"encoding/hex"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -14,12 +16,47 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-type traceKey struct{}
+// requestState is what the middleware keeps of one request, in one
+// allocation on its context: its trace id, its logger, the outage tracker,
+// which secret key authenticated it and the status it answered. Only the
+// request's own goroutine reads or writes it.
+type requestState struct {
+	traceID  string
+	keyIndex int // see requireKey
+	outage   *outage
+	rec      statusRecorder
+	base     zerolog.Logger
+	log      zerolog.Logger // base with the trace id, made on first use
+	hasLog   bool
+}
+
+type requestStateKey struct{}
+
+// stateOf returns the request's state; nil outside observe.
+func stateOf(ctx context.Context) *requestState {
+	st, _ := ctx.Value(requestStateKey{}).(*requestState)
+	return st
+}
 
 // traceID returns the request's trace id.
 func traceID(ctx context.Context) string {
-	id, _ := ctx.Value(traceKey{}).(string)
-	return id
+	if st := stateOf(ctx); st != nil {
+		return st.traceID
+	}
+	return ""
+}
+
+// requestLog returns the request's logger, which carries its trace id.
+// Made when first asked for: most requests log only their one line.
+func requestLog(ctx context.Context) *zerolog.Logger {
+	st := stateOf(ctx)
+	if st == nil {
+		return zerolog.Ctx(ctx)
+	}
+	if !st.hasLog {
+		st.log, st.hasLog = st.base.With().Str("trace_id", st.traceID).Logger(), true
+	}
+	return &st.log
 }
 
 // newTraceID returns 16 random bytes in hex. Trace ids need to be unique, not
@@ -71,18 +108,18 @@ func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer,
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			var span trace.Span
-			var id string
+			st := &requestState{outage: out, base: base}
 			if tracer != nil {
 				r, span = startServerSpan(tracer, r)
-				id = span.SpanContext().TraceID().String()
+				st.traceID = span.SpanContext().TraceID().String()
 			} else {
-				id = newTraceID()
+				st.traceID = newTraceID()
 			}
-			log := base.With().Str("trace_id", id).Logger()
-			ctx := log.WithContext(withOutage(context.WithValue(r.Context(), traceKey{}, id), out))
-			r = r.WithContext(ctx)
+			id := st.traceID
+			r = r.WithContext(context.WithValue(r.Context(), requestStateKey{}, st))
 			w.Header()["Clerk-Trace-Id"] = []string{id}
-			rec := &statusRecorder{ResponseWriter: w}
+			st.rec.ResponseWriter = w
+			rec := &st.rec
 			defer func() {
 				if p := recover(); p != nil {
 					if p == http.ErrAbortHandler {
@@ -93,7 +130,7 @@ func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer,
 					}
 					// The stack says where it happened; the request's headers
 					// and body stay out of the log, as everywhere.
-					log.Error().Interface("panic", p).Bool("response_began", rec.status != 0).
+					requestLog(r.Context()).Error().Interface("panic", p).Bool("response_began", rec.status != 0).
 						Str("stack", string(debug.Stack())).Msg("panic")
 					if rec.status == 0 {
 						writeError(rec, r, errInternal)
@@ -101,8 +138,7 @@ func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer,
 				}
 				elapsed := time.Since(start)
 				route := "unmatched"
-				// RoutePattern, nil-safe, builds the pattern anew on every call: once.
-				if p := chi.RouteContext(r.Context()).RoutePattern(); p != "" {
+				if p := routePattern(chi.RouteContext(r.Context())); p != "" {
 					route = p
 				}
 				if rec.status == 0 {
@@ -118,11 +154,46 @@ func observe(base zerolog.Logger, observer RequestObserver, tracer trace.Tracer,
 				if rec.status >= 500 && rec.status != http.StatusServiceUnavailable {
 					lvl = zerolog.WarnLevel // a 503's cause is logged once per outage (outage.go)
 				}
-				log.WithLevel(lvl).Str("method", r.Method).Str("route", route).Int("status", rec.status).
+				// The base logger with the trace id as the event's first field
+				// writes what the request's logger would, without making it.
+				base.WithLevel(lvl).Str("trace_id", id).Str("method", r.Method).Str("route", route).Int("status", rec.status).
 					Dur("duration_ms", elapsed).Msg("request")
 			}()
 			next.ServeHTTP(rec, r)
 		})
+	}
+}
+
+// routePatterns maps the patterns chi matched, in order, to the route
+// pattern they make. chi's RoutePattern builds it anew on every call; there
+// are only as many as there are routes, so each is built once. The map is
+// copied on write and never changed once stored.
+var routePatterns atomic.Pointer[map[[4]string]string]
+
+// routePattern is rctx.RoutePattern(), nil-safe, from routePatterns.
+func routePattern(rctx *chi.Context) string {
+	var key [4]string
+	if rctx == nil || len(rctx.RoutePatterns) > len(key) {
+		return rctx.RoutePattern()
+	}
+	copy(key[:], rctx.RoutePatterns)
+	known := routePatterns.Load()
+	if known != nil {
+		if p, ok := (*known)[key]; ok {
+			return p
+		}
+	}
+	p := rctx.RoutePattern()
+	for {
+		next := make(map[[4]string]string, 1)
+		if known != nil {
+			maps.Copy(next, *known)
+		}
+		next[key] = p
+		if routePatterns.CompareAndSwap(known, &next) {
+			return p
+		}
+		known = routePatterns.Load()
 	}
 }
 
@@ -167,18 +238,6 @@ func limitBody(max int64) func(http.Handler) http.Handler {
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, max)
 			next.ServeHTTP(w, r)
-		})
-	}
-}
-
-// deadline bounds a request's work: a database that accepts connections but
-// never answers ends in 503 rather than holding the request forever.
-func deadline(d time.Duration) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx, cancel := context.WithTimeout(r.Context(), d)
-			defer cancel()
-			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // outage turns the 503s of a database outage into two log lines: a warning
@@ -20,18 +18,14 @@ type outage struct {
 	failed int       // requests answered 503 since then
 }
 
-type outageKey struct{}
-
-// withOutage lets writeError find o through ctx.
-func withOutage(ctx context.Context, o *outage) context.Context {
-	return context.WithValue(ctx, outageKey{}, o)
-}
-
 // unavailable records a request answered 503 for err: the first of an
 // outage is a warning, the others debug lines.
 func unavailable(ctx context.Context, err error, code string) {
-	log := zerolog.Ctx(ctx)
-	o, _ := ctx.Value(outageKey{}).(*outage)
+	log := requestLog(ctx)
+	var o *outage
+	if st := stateOf(ctx); st != nil {
+		o = st.outage
+	}
 	if o == nil {
 		log.Warn().Err(err).Msg(code)
 		return
@@ -51,14 +45,14 @@ func unavailable(ctx context.Context, err error, code string) {
 }
 
 // recovered ends an outage, if one is under way, with a line that says how
-// long it lasted.
-func (o *outage) recovered(log *zerolog.Logger) {
+// long it lasted, in the log of the request (ctx) that found it over.
+func (o *outage) recovered(ctx context.Context) {
 	o.mu.Lock()
 	since, failed := o.since, o.failed
 	o.since, o.failed = time.Time{}, 0
 	o.mu.Unlock()
 	if !since.IsZero() {
-		log.Info().Dur("unavailable_for", time.Since(since)).Int("failed_requests", failed).Msg("the database is available again")
+		requestLog(ctx).Info().Dur("unavailable_for", time.Since(since)).Int("failed_requests", failed).Msg("the database is available again")
 	}
 }
 
@@ -66,10 +60,18 @@ func (o *outage) recovered(log *zerolog.Logger) {
 // answering 2xx ends an outage.
 func (o *outage) needsDatabase(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
+		// observe records the status already; a recorder of its own only
+		// where observe is not in front.
+		var rec *statusRecorder
+		if st := stateOf(r.Context()); st != nil {
+			rec = &st.rec
+		} else {
+			rec = &statusRecorder{ResponseWriter: w}
+			w = rec
+		}
+		next.ServeHTTP(w, r)
 		if rec.status >= 200 && rec.status < 300 {
-			o.recovered(zerolog.Ctx(r.Context()))
+			o.recovered(r.Context())
 		}
 	})
 }

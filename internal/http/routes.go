@@ -40,9 +40,8 @@ func (s *Server) routes(cfg Config) http.Handler {
 	if s.pageURL != nil {
 		// The hosted sign-in page, public and limited per address as redeem is.
 		r.Group(func(r chi.Router) {
-			r.Use(deadline(cfg.RequestTimeout))
 			r.Use(limits.clientIP)
-			r.Use(recordContext(nil))
+			r.Use(scope(nil, cfg.RequestTimeout))
 			r.Use(limits.perAddress)
 			r.Get("/sign-in", s.signInPage)
 			r.Head("/sign-in", s.signInPage)
@@ -52,9 +51,8 @@ func (s *Server) routes(cfg Config) http.Handler {
 	api := func(r chi.Router) {
 		r.Use(out.needsDatabase)
 		r.Use(requireKey(ring))
-		r.Use(deadline(cfg.RequestTimeout))
 		r.Use(limits.clientIP)
-		r.Use(recordContext(ring))
+		r.Use(scope(ring, cfg.RequestTimeout))
 		r.Use(limits.perKey)
 		r.Post("/sign_in_tokens", handle(s.create(tokens.KindSignIn)))
 		r.Get("/sign_in_tokens", handle(s.list(tokens.KindSignIn)))

@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/rs/zerolog"
-
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
@@ -169,7 +167,7 @@ func (s *Server) pageTicket(r *http.Request, ticket string) (tokens.Token, *url.
 	}
 	dest := s.destination(tok)
 	if dest == nil {
-		zerolog.Ctx(r.Context()).Warn().Str("token_id", tok.ID).
+		requestLog(r.Context()).Warn().Str("token_id", tok.ID).
 			Msg("sign-in page: token without redirect_url and no SIGN_IN_URL configured")
 		return tokens.Token{}, nil, errNoDestination
 	}
@@ -188,7 +186,7 @@ func (s *Server) writeRefusedPage(w http.ResponseWriter, r *http.Request, err er
 		}
 	}
 	if page.status >= 500 {
-		zerolog.Ctx(r.Context()).Error().Err(err).Msg("sign-in page")
+		requestLog(r.Context()).Error().Err(err).Msg("sign-in page")
 	}
 	s.writePage(w, r, pageData{Title: page.heading, Heading: page.heading,
 		Message: page.message, Next: page.next, status: page.status})

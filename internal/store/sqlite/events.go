@@ -54,7 +54,7 @@ func cmpErr(err, otherwise error) error {
 func (s *Store) AppendEvent(ctx context.Context, e tokens.Event) error {
 	_, verb, _ := strings.Cut(e.Type, ".")
 	ec := tokens.EventContextFrom(ctx)
-	_, err := s.db.ExecContext(ctx, recordEventSQL, verb, e.Token.ID, e.CreatedAt.UnixMilli(), e.ErrorCode,
+	_, err := s.write.ExecContext(ctx, recordEventSQL, verb, e.Token.ID, e.CreatedAt.UnixMilli(), e.ErrorCode,
 		ec.Key, ec.IP, ec.UserAgent, ec.TraceID)
 	return storeErr(ctx, "record event", err)
 }

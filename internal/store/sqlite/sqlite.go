@@ -27,8 +27,17 @@ import (
 
 // Store is a tokens.Store on SQLite.
 type Store struct {
-	db *sql.DB
+	db    *sql.DB // reads, which WAL lets run beside the writer
+	write *sql.DB // every write transaction, on writerConns connections
+	hot   hotStatements
 }
+
+// writerConns is how many connections write. SQLite runs one writer at a
+// time; a second connection that wants to write sleeps in the busy handler
+// (1 ms, then 2, 5, 10, ... up to 100 ms a try) until the first commits,
+// while one connection makes writers queue in the pool and go in turn
+// without sleeping (docs/benchmarks.md, "SQLite").
+const writerConns = 1
 
 var _ tokens.Store = (*Store)(nil)
 
@@ -55,18 +64,24 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("open SQLite: %w", err)
 	}
-	// A file: URI, its path escaped, so that '?', '#' and '%' in file names
-	// stay part of the name.
-	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + connParams.Encode()
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open SQLite %s: %w", path, err)
+	s := &Store{}
+	for _, db := range []**sql.DB{&s.write, &s.db} {
+		var err error
+		if *db, err = sql.Open("sqlite", DSN(path)); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open SQLite %s: %w", path, err)
+		}
 	}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, storeErr(ctx, "open SQLite "+path, err)
+	s.write.SetMaxOpenConns(writerConns)
+	s.write.SetMaxIdleConns(writerConns)
+	// The writer first: its connection sets journal_mode, for the file.
+	for _, db := range []*sql.DB{s.write, s.db} {
+		if err := db.PingContext(ctx); err != nil {
+			s.Close()
+			return nil, storeErr(ctx, "open SQLite "+path, err)
+		}
 	}
-	return &Store{db: db}, nil
+	return s, nil
 }
 
 // Migrate brings the schema up to date with the embedded migrations.
@@ -75,7 +90,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	provider, err := goose.NewProvider(goose.DialectSQLite3, s.db, dir, goose.WithDisableGlobalRegistry(true))
+	provider, err := goose.NewProvider(goose.DialectSQLite3, s.write, dir, goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -93,11 +108,35 @@ func (s *Store) Ping(ctx context.Context) error {
 	return storeErr(ctx, "ping", s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&tables))
 }
 
-// Stats returns the connection pool's figures, for metrics.
-func (s *Store) Stats() sql.DBStats { return s.db.Stats() }
+// Stats returns the connection pools' figures, readers' and writer's
+// added up, for metrics.
+func (s *Store) Stats() sql.DBStats {
+	r, w := s.db.Stats(), s.write.Stats()
+	if r.MaxOpenConnections > 0 { // 0, the readers' default, is no limit
+		r.MaxOpenConnections += w.MaxOpenConnections
+	}
+	r.OpenConnections += w.OpenConnections
+	r.InUse += w.InUse
+	r.Idle += w.Idle
+	r.WaitCount += w.WaitCount
+	r.WaitDuration += w.WaitDuration
+	r.MaxIdleClosed += w.MaxIdleClosed
+	r.MaxIdleTimeClosed += w.MaxIdleTimeClosed
+	r.MaxLifetimeClosed += w.MaxLifetimeClosed
+	return r
+}
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.hot.close()
+	var errs []error
+	for _, db := range []*sql.DB{s.write, s.db} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // tokenColumns are the columns scanToken reads, in its order.
 const tokenColumns = `id, user_id, coalesce(org_id, ''), status, ticket_hash,
@@ -167,7 +206,7 @@ func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateRes
 	const op = "create token"
 	t := c.Token
 	res := tokens.CreateResult{Token: t, Created: true}
-	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the one writer from here on
+	tx, err := s.begin(ctx) // BEGIN IMMEDIATE: the one writer from here on
 	if err != nil {
 		return tokens.CreateResult{}, storeErr(ctx, op, err)
 	}
@@ -214,7 +253,7 @@ func (s *Store) Create(ctx context.Context, c tokens.Creation) (tokens.CreateRes
 
 // createdBefore answers a create whose key is in use: the token created
 // under it, with its code, or ErrIdempotencyMismatch.
-func (s *Store) createdBefore(ctx context.Context, tx *sql.Tx, op string, key *tokens.Idempotency) (tokens.CreateResult, error) {
+func (s *Store) createdBefore(ctx context.Context, tx writeTx, op string, key *tokens.Idempotency) (tokens.CreateResult, error) {
 	stored, err := lookupKey(ctx, tx, key.Key)
 	if err != nil {
 		return tokens.CreateResult{}, storeErr(ctx, op, err)
@@ -282,7 +321,7 @@ func kindCondition(kind tokens.Kind) string {
 // in one statement, and returns them newest first.
 func (s *Store) RevokeUser(ctx context.Context, kind tokens.Kind, userID string, now time.Time) ([]tokens.Token, error) {
 	const op = "revoke a user's tokens"
-	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE
+	tx, err := s.begin(ctx) // BEGIN IMMEDIATE
 	if err != nil {
 		return nil, storeErr(ctx, op, err)
 	}
@@ -334,7 +373,7 @@ func (s *Store) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (tokens
 	fail := func(err error) (tokens.Token, tokens.CodeOutcome, error) {
 		return tokens.Token{}, 0, storeErr(ctx, op, err)
 	}
-	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE
+	tx, err := s.begin(ctx) // BEGIN IMMEDIATE
 	if err != nil {
 		return fail(err)
 	}
@@ -429,7 +468,7 @@ type codeCandidate struct {
 	code    tokens.StoredCode
 }
 
-func (s *Store) codeCandidates(ctx context.Context, tx *sql.Tx, r tokens.CodeRedemption) ([]codeCandidate, error) {
+func (s *Store) codeCandidates(ctx context.Context, tx writeTx, r tokens.CodeRedemption) ([]codeCandidate, error) {
 	rows, err := tx.QueryContext(ctx, codeCandidatesSQL, r.UserID, r.Now.UnixMilli(), r.MaxAttempts)
 	if err != nil {
 		return nil, err
@@ -546,7 +585,7 @@ func (s *Store) Revoke(ctx context.Context, id string, now time.Time, key *token
 // and the key's record share the transaction, which commits only when all
 // were made.
 func (s *Store) transition(ctx context.Context, op, verb, id string, key *tokens.Idempotency, query string, args ...any) (tokens.Token, tokens.Change, error) {
-	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the one writer from here on
+	tx, err := s.begin(ctx) // BEGIN IMMEDIATE: the one writer from here on
 	if err != nil {
 		return tokens.Token{}, tokens.Unchanged, storeErr(ctx, op, err)
 	}
@@ -678,7 +717,7 @@ func (s *Store) deleteBatch(ctx context.Context, op, query string, cutoff time.T
 	if limit <= 0 {
 		return 0, nil
 	}
-	res, err := s.db.ExecContext(ctx, query, cutoff.UnixMilli(), limit)
+	res, err := s.write.ExecContext(ctx, query, cutoff.UnixMilli(), limit)
 	if err != nil {
 		return 0, storeErr(ctx, op, err)
 	}

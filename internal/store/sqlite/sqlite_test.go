@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/signin-tokens/signin-tokens/internal/store/sqlite"
 	"github.com/signin-tokens/signin-tokens/internal/store/storetest"
@@ -120,5 +121,39 @@ func TestOpenUnusablePath(t *testing.T) {
 	}
 	if !errors.Is(err, tokens.ErrUnavailable) {
 		t.Errorf("got %v, want an error that is %v", err, tokens.ErrUnavailable)
+	}
+}
+
+// TestWritesBeforeAndAfterMigrate: a write before the tables exist fails,
+// and does not keep the store from preparing its statements once they do.
+func TestWritesBeforeAndAfterMigrate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "late.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	tok := tokens.Token{ID: tokens.KindSignIn.NewID(now), UserID: "user_1", Status: tokens.StatusPending,
+		TicketHash: []byte("hash"), CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if _, err := s.Create(ctx, tokens.Creation{Token: tok}); err == nil {
+		t.Fatal("Create before Migrate: got nil error, want one")
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, tokens.Creation{Token: tok}); err != nil {
+		t.Fatalf("Create after Migrate: %v", err)
+	}
+	got, change, err := s.Redeem(ctx, tok.ID, tok.TicketHash, now, nil)
+	if err != nil || change != tokens.Changed || got.Status != tokens.StatusAccepted {
+		t.Fatalf("Redeem: got %v %v %v, want accepted, Changed, nil", got.Status, change, err)
+	}
+	if _, change, err := s.Redeem(ctx, tok.ID, tok.TicketHash, now, nil); err != nil || change != tokens.Unchanged {
+		t.Fatalf("second Redeem: got %v %v, want Unchanged, nil", change, err)
+	}
+	if st := s.Stats(); st.MaxOpenConnections != 0 {
+		t.Errorf("most connections: got %d, want 0 (no limit: the readers have none)", st.MaxOpenConnections)
 	}
 }
