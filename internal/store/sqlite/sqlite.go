@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -27,7 +28,11 @@ import (
 
 // Store is a tokens.Store on SQLite.
 type Store struct {
-	db *sql.DB
+	db  *sql.DB
+	dsn string // for River's own pool (QueueDriver)
+
+	queueMu sync.Mutex
+	queue   *sql.DB // River's pool, opened for webhooks only
 }
 
 var _ tokens.Store = (*Store)(nil)
@@ -66,7 +71,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, storeErr(ctx, "open SQLite "+path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, dsn: dsn}, nil
 }
 
 // Migrate brings the schema up to date with the embedded migrations.
@@ -82,7 +87,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if _, err := provider.Up(ctx); err != nil {
 		return storeErr(ctx, "migrate", err)
 	}
-	return nil
+	return s.migrateQueue(ctx)
 }
 
 // Ping reports whether the database file can be read.
@@ -96,8 +101,15 @@ func (s *Store) Ping(ctx context.Context) error {
 // Stats returns the connection pool's figures, for metrics.
 func (s *Store) Stats() sql.DBStats { return s.db.Stats() }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database, River's pool included.
+func (s *Store) Close() error {
+	s.queueMu.Lock()
+	if s.queue != nil {
+		s.queue.Close()
+	}
+	s.queueMu.Unlock()
+	return s.db.Close()
+}
 
 // tokenColumns are the columns scanToken reads, in its order.
 const tokenColumns = `id, user_id, coalesce(org_id, ''), status, ticket_hash,
