@@ -141,7 +141,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 	// opened starts what needs the open store: webhook deliveries, only
 	// with WEBHOOK_URLS set.
 	opened := func(st tokens.Store) {
-		if len(cfg.Webhooks.URLs) > 0 {
+		if len(cfg.Webhooks.URLs) > 0 && ctx.Err() == nil {
 			tasks.Go(func() error { return runWebhooks(ctx, cfg.Webhooks, st, stats, log) })
 		}
 	}

@@ -53,6 +53,10 @@ func (s *Store) migrateQueue(ctx context.Context, schema string) error {
 // keeps River from ever taking a connection a request is waiting for.
 const queueMaxConns = 3
 
+// maxQueueSchemaBytes leaves room in 63 bytes for "." and River's longest
+// channel name, river_leadership.
+const maxQueueSchemaBytes = 63 - len(".river_leadership")
+
 // queuePool is River's pool, opened on first use.
 type queuePool struct {
 	cfg  *pgxpool.Config
@@ -86,7 +90,18 @@ func (q *queuePool) close() {
 
 // QueueDriver is River's driver, on a small pool of its own (opened now,
 // closed by Close): stop River before closing the store.
+//
+// River names its LISTEN/NOTIFY channels after the schema, and PostgreSQL
+// cuts identifiers at 63 bytes: a longer schema name would fail every
+// enqueue, so it is refused here, by name.
 func (s *Store) QueueDriver(ctx context.Context) (riverdriver.Driver[pgx.Tx], error) {
+	var schema string
+	if err := s.pool.QueryRow(ctx, "SELECT coalesce(current_schema(), '')").Scan(&schema); err != nil {
+		return nil, s.fail(ctx, "connect River", err)
+	}
+	if len(schema) > maxQueueSchemaBytes {
+		return nil, fmt.Errorf("schema %q: River's notification channels are named after the schema, so it may have at most %d bytes", schema, maxQueueSchemaBytes)
+	}
 	pool, err := s.queue.open(ctx)
 	if err != nil {
 		return nil, storeErr(ctx, "connect River", err)
