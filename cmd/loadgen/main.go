@@ -72,6 +72,8 @@ type options struct {
 	serverEnv   []string
 	client      string // raw or net/http
 	checkpoint  bool   // CHECKPOINT before each timed run
+	webhooks    bool   // compare webhooks off and on
+	webhookSink bool   // deliver the service's webhooks to a local receiver
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -105,6 +107,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.client, "client", "raw", "HTTP client: raw (one minimal HTTP/1.1 connection per worker, the leanest) or net/http")
 	env := fs.String("server-env", "", "with -server: extra NAME=value pairs for the service, comma-separated")
 	fs.BoolVar(&o.otlpSink, "otlp-sink", false, "with -server: receive the service's OTLP/HTTP trace exports and discard them\n(sets OTEL_EXPORTER_OTLP_ENDPOINT; pick the sampler with -server-env OTEL_TRACES_SAMPLER=...)")
+	fs.BoolVar(&o.webhooks, "webhooks", false, "with -server: compare the service with webhooks off and on (every event delivered to a local\nreceiver answering 204), each on its own database and service, taking turns run by run; no baseline")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -135,6 +138,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-phases names no phase")
 	case o.scale > 0 && (o.server == "" || o.seed > 0 || o.rate > 0):
 		return o, errors.New("-scale needs -server, and goes without -seed and -rate")
+	case o.webhooks && (o.server == "" || o.seed > 0 || o.rate > 0 || o.scale > 0):
+		return o, errors.New("-webhooks needs -server, and goes without -seed, -rate and -scale")
 	}
 	return o, nil
 }
@@ -147,6 +152,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if o.scale > 0 {
 		return runScale(ctx, o, stdout)
+	}
+	if o.webhooks {
+		return runWebhooks(ctx, o, stdout)
 	}
 	b, err := newBench(ctx, o, stdout)
 	if err != nil {

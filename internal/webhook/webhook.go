@@ -79,6 +79,8 @@ const (
 	// taken for the leftover of a killed process and retried: an attempt
 	// that is still alive has ended by then.
 	rescueMargin = 10 * time.Second
+	// fetchCooldown is the least time between two fetches of jobs.
+	fetchCooldown = 5 * time.Millisecond
 	// stopGrace is how long attempts in flight at shutdown may finish
 	// before they are canceled (and retried after the restart).
 	stopGrace = 5 * time.Second
@@ -119,6 +121,10 @@ func Run[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], outbox Ou
 		RescueStuckJobsAfter: c.Timeout + rescueMargin,
 		Logger:               slog.New(zerolog.NewSlogHandler(c.Logger.Level(zerolog.WarnLevel))),
 		PollOnly:             c.PollOnly,
+		// River fetches at most as many jobs as it has free workers, then
+		// waits FetchCooldown (100ms by default): Concurrency jobs per
+		// 100ms, 100 a second with 10, fewer than a busy service records.
+		FetchCooldown: fetchCooldown,
 	}
 	if c.PollOnly {
 		// Each fetch is a write on SQLite: twice a second leaves the one
