@@ -72,7 +72,9 @@ func TestWebhookMetrics(t *testing.T) {
 func TestWebhookBacklogUnreadable(t *testing.T) {
 	t.Parallel()
 	m := metrics.New()
-	m.WatchWebhooks(func(context.Context) (tokens.WebhookBacklog, error) { return tokens.WebhookBacklog{}, errors.New("down") })
+	m.WatchWebhooks(func(context.Context) (tokens.WebhookBacklog, error) {
+		return tokens.WebhookBacklog{}, errors.New("down")
+	})
 	srv := httptest.NewServer(muxWith(m))
 	defer srv.Close()
 	got := scrape(t, srv.URL)
