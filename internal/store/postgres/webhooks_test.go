@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/signin-tokens/signin-tokens/internal/store/postgres"
 	"github.com/signin-tokens/signin-tokens/internal/store/postgres/pgtest"
+	"github.com/signin-tokens/signin-tokens/internal/store/storetest"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
@@ -146,47 +146,14 @@ func TestRelayConcurrent(t *testing.T) {
 	s, conn := relaySetup(t, postgres.Options{Writers: 2})
 	ctx := context.Background()
 	const writers, each = 4, 25
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				tok := pending(fmt.Sprintf("sit_relay_%d_%d", w, i))
-				if err := createPlain(ctx, s, tok); err != nil {
-					t.Errorf("Create: %v", err)
-					return
-				}
-				if _, _, err := s.Redeem(ctx, tok.ID, tok.TicketHash, groupNow, nil); err != nil {
-					t.Errorf("Redeem: %v", err)
-					return
-				}
-			}
-		}()
-	}
-	stop := make(chan struct{})
-	var relays sync.WaitGroup
-	for range 3 {
-		relays.Add(1)
-		go func() {
-			defer relays.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := s.RelayEvents(ctx, 7, relayInto); err != nil {
-					t.Errorf("RelayEvents: %v", err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	wait := createAndRedeem(t, s, writers, each, "sit_relay")
+	stop := storetest.RaceRelays(t, 3, func() error {
+		_, err := s.RelayEvents(ctx, 7, relayInto)
+		return err
+	})
+	wait()
 	waitFor(t, "every event relayed", func() bool { return len(relayedTokens(t, conn)) >= 2*writers*each })
-	close(stop)
-	relays.Wait()
+	stop()
 	if got := len(relayedTokens(t, conn)); got != 2*writers*each {
 		t.Errorf("relayed %d events, want %d", got, 2*writers*each)
 	}

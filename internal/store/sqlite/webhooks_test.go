@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signin-tokens/signin-tokens/internal/store/storetest"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
@@ -99,32 +100,16 @@ func TestRelay(t *testing.T) {
 			}
 		}()
 	}
-	stop := make(chan struct{})
-	var relays sync.WaitGroup
-	for range 2 {
-		relays.Add(1)
-		go func() {
-			defer relays.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := s.RelayEvents(ctx, 7, relayInto); err != nil {
-					t.Errorf("RelayEvents: %v", err)
-					return
-				}
-			}
-		}()
-	}
+	stop := storetest.RaceRelays(t, 2, func() error {
+		_, err := s.RelayEvents(ctx, 7, relayInto)
+		return err
+	})
 	wg.Wait()
 	want := 1 + 2*writers*each
 	for deadline := time.Now().Add(10 * time.Second); len(relayed()) < want && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	close(stop)
-	relays.Wait()
+	stop()
 	got := relayed()
 	if len(got) != want || got[0] != "sit_first" {
 		t.Errorf("relayed %d events starting %v, want %d starting with sit_first", len(got), got[:min(len(got), 1)], want)
