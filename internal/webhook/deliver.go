@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-
-	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
 // Queue is the River queue deliveries run in.
@@ -21,12 +19,13 @@ const Queue = "webhooks"
 // JobKind is the River kind of a delivery job.
 const JobKind = "webhook_delivery"
 
-// deliveryArgs is one delivery job: one event to one URL. The body is read
-// from the events table at each attempt, so that the job row, which River
-// writes at insert, fetch and completion, stays small.
+// deliveryArgs is one delivery job: one event to one URL. Body is the
+// exact payload, kept as bytes (base64 in the job's JSON) so that every
+// attempt sends, and signs, the same bytes.
 type deliveryArgs struct {
 	EventID string `json:"event_id"`
 	URL     string `json:"url"`
+	Body    []byte `json:"body"`
 }
 
 // Kind names the job kind for River.
@@ -54,8 +53,6 @@ type worker struct {
 	timeout  time.Duration
 	observer Observer
 	now      func() time.Time
-	// body is the payload of the event an id names.
-	body func(ctx context.Context, eventID string) ([]byte, error)
 }
 
 // Timeout bounds each attempt; River cancels the attempt's context then.
@@ -64,15 +61,7 @@ func (w *worker) Timeout(*river.Job[deliveryArgs]) time.Duration { return w.time
 // Work makes one attempt. A 2xx acknowledges; anything else, a timeout or a
 // refused connection is an error, and River retries by the schedule.
 func (w *worker) Work(ctx context.Context, job *river.Job[deliveryArgs]) error {
-	body, err := w.body(ctx, job.Args.EventID)
-	if errors.Is(err, tokens.ErrNotFound) {
-		// Retention deleted it: nothing is left to send, ever.
-		w.observer.Discarded()
-		return river.JobCancel(fmt.Errorf("webhook %s: the event is no longer stored", job.Args.EventID))
-	}
-	if err == nil {
-		err = w.attempt(ctx, job.Args, body)
-	}
+	err := w.attempt(ctx, job.Args)
 	switch {
 	case err == nil:
 		w.observer.Delivered()
@@ -84,10 +73,10 @@ func (w *worker) Work(ctx context.Context, job *river.Job[deliveryArgs]) error {
 	return err
 }
 
-func (w *worker) attempt(ctx context.Context, a deliveryArgs, body []byte) error {
+func (w *worker) attempt(ctx context.Context, a deliveryArgs) error {
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL, bytes.NewReader(a.Body))
 	if err != nil {
 		return fmt.Errorf("webhook %s: %w", a.EventID, err)
 	}
@@ -96,7 +85,7 @@ func (w *worker) attempt(ctx context.Context, a deliveryArgs, body []byte) error
 	req.Header.Set("webhook-id", a.EventID)
 	ts := w.now()
 	req.Header.Set("webhook-timestamp", fmt.Sprint(ts.Unix()))
-	req.Header.Set("webhook-signature", w.signer.Signature(a.EventID, ts, body))
+	req.Header.Set("webhook-signature", w.signer.Signature(a.EventID, ts, a.Body))
 	resp, err := w.client.Do(req)
 	if err != nil {
 		// The error names the URL; River keeps it in the job's errors.

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -13,8 +12,6 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
-
-	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
 // counts is an Observer that counts.
@@ -31,19 +28,13 @@ func testWorker(t *testing.T, obs Observer, timeout time.Duration) *worker {
 		t.Fatal(err)
 	}
 	return &worker{client: newHTTPClient(2), signer: signer, timeout: timeout, observer: obs,
-		now: func() time.Time { return time.Unix(1614265330, 0) },
-		body: func(_ context.Context, id string) ([]byte, error) {
-			if id != "evt_1" {
-				return nil, tokens.ErrNotFound
-			}
-			return []byte(`{"id":"evt_1"}`), nil
-		}}
+		now: func() time.Time { return time.Unix(1614265330, 0) }}
 }
 
 func job(url string, attempt, maxAttempts int) *river.Job[deliveryArgs] {
 	return &river.Job[deliveryArgs]{
 		JobRow: &rivertype.JobRow{Attempt: attempt, MaxAttempts: maxAttempts},
-		Args:   deliveryArgs{EventID: "evt_1", URL: url},
+		Args:   deliveryArgs{EventID: "evt_1", URL: url, Body: []byte(`{"id":"evt_1"}`)},
 	}
 }
 
@@ -153,19 +144,6 @@ func TestWorkTimesOut(t *testing.T) {
 	}
 	if obs.failed.Load() != 2 {
 		t.Errorf("failed attempts: got %d, want 2", obs.failed.Load())
-	}
-}
-
-// TestWorkEventGone: a delivery whose event retention deleted is cancelled,
-// never retried, and counted as discarded.
-func TestWorkEventGone(t *testing.T) {
-	obs := &counts{}
-	j := job("http://127.0.0.1:1/never", 1, 3)
-	j.Args.EventID = "evt_gone"
-	err := testWorker(t, obs, time.Second).Work(context.Background(), j)
-	var cancel *rivertype.JobCancelError
-	if !errors.As(err, &cancel) || obs.discarded.Load() != 1 {
-		t.Errorf("got %v and %d discarded, want a JobCancel and 1", err, obs.discarded.Load())
 	}
 }
 

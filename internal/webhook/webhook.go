@@ -56,15 +56,12 @@ type Config struct {
 // Outbox is the events log as the relay reads it, through a store whose
 // transactions are TTx.
 type Outbox[TTx any] interface {
-	// RelayEvents calls enqueue, in one transaction, with the ids of up to
-	// limit events after the relay's cursor, oldest first, and moves the
-	// cursor past them in that transaction if enqueue succeeds. It answers
-	// how many events it relayed: 0 when none is pending, or another relay
-	// is at work.
-	RelayEvents(ctx context.Context, limit int, enqueue func(ctx context.Context, tx TTx, ids []string) error) (int, error)
-	// GetEvent reads one event, for its delivery; tokens.ErrNotFound when
-	// it is no longer stored.
-	GetEvent(ctx context.Context, id string) (tokens.Event, error)
+	// RelayEvents calls enqueue, in one transaction, with up to limit
+	// events after the relay's cursor, oldest first, and moves the cursor
+	// past them in that transaction if enqueue succeeds. It answers how
+	// many events it relayed: 0 when none is pending, or another relay is
+	// at work.
+	RelayEvents(ctx context.Context, limit int, enqueue func(ctx context.Context, tx TTx, events []tokens.Event) error) (int, error)
 }
 
 // Timings of the relay and of rescue.
@@ -114,7 +111,7 @@ func Run[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], outbox Ou
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &worker{client: newHTTPClient(c.Concurrency), signer: c.Signer,
-		timeout: c.Timeout, observer: c.Observer, now: time.Now, body: body(outbox, c.Encode)})
+		timeout: c.Timeout, observer: c.Observer, now: time.Now})
 	rc := &river.Config{
 		Queues:               map[string]river.QueueConfig{Queue: {MaxWorkers: c.Concurrency}},
 		Workers:              workers,
@@ -166,15 +163,22 @@ func Run[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], outbox Ou
 
 // relay enqueues new events until ctx ends.
 func relay[TTx any](ctx context.Context, outbox Outbox[TTx], client *river.Client[TTx], c Config) {
-	enqueue := func(ctx context.Context, tx TTx, ids []string) error {
-		params := make([]river.InsertManyParams, 0, len(ids)*len(c.URLs))
-		for _, id := range ids {
+	enqueue := func(ctx context.Context, tx TTx, events []tokens.Event) error {
+		params := make([]river.InsertManyParams, 0, len(events)*len(c.URLs))
+		for _, e := range events {
+			body, err := c.Encode(e)
+			if err != nil {
+				return fmt.Errorf("encode %s: %w", e.ID, err)
+			}
 			for _, u := range c.URLs {
 				params = append(params, river.InsertManyParams{
-					Args:       deliveryArgs{EventID: id, URL: u},
+					Args:       deliveryArgs{EventID: e.ID, URL: u, Body: body},
 					InsertOpts: &river.InsertOpts{Queue: Queue, MaxAttempts: c.Schedule.MaxAttempts()},
 				})
 			}
+		}
+		if len(params) == 0 {
+			return nil
 		}
 		_, err := client.InsertManyTx(ctx, tx, params)
 		return err
@@ -198,19 +202,6 @@ func relay[TTx any](ctx context.Context, outbox Outbox[TTx], client *river.Clien
 		default:
 			wait = relayInterval
 		}
-	}
-}
-
-// body reads an event and encodes it: an event is never changed once
-// recorded, and encoding is deterministic, so every attempt of a delivery
-// sends the same bytes.
-func body[TTx any](outbox Outbox[TTx], encode func(tokens.Event) ([]byte, error)) func(context.Context, string) ([]byte, error) {
-	return func(ctx context.Context, id string) ([]byte, error) {
-		e, err := outbox.GetEvent(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		return encode(e)
 	}
 }
 

@@ -93,6 +93,16 @@ func (s *Store) AppendEvent(ctx context.Context, e tokens.Event) error {
 // and a cursor never passes an event that is yet to appear. The cost: an
 // open transaction anywhere on the server delays the tail until it ends.
 func (s *Store) ListEvents(ctx context.Context, f tokens.EventFilter) ([]tokens.Event, bool, error) {
+	return s.listEvents(ctx, s.pool, f)
+}
+
+// rowsQuerier is a pool or a transaction.
+type rowsQuerier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// listEvents is ListEvents through q.
+func (s *Store) listEvents(ctx context.Context, q rowsQuerier, f tokens.EventFilter) ([]tokens.Event, bool, error) {
 	var afterXid, afterSeq uint64
 	if f.After != "" {
 		var ok bool
@@ -114,7 +124,26 @@ func (s *Store) ListEvents(ctx context.Context, f tokens.EventFilter) ([]tokens.
 	if limit <= 0 {
 		limit = tokens.DefaultEventLimit
 	}
-	list, err := s.queryEvents(ctx, conds, args, limit+1)
+	args = append(args, limit+1)
+	sql := fmt.Sprintf(`SELECT e.xid, e.seq, e.type, e.created_at, coalesce(e.error_code, ''),
+	e.key_label, e.ip, e.user_agent, e.trace_id, t.*
+FROM events AS e
+CROSS JOIN LATERAL (SELECT %s FROM jsonb_populate_record(NULL::sign_in_tokens, e.token)) AS t
+WHERE %s
+ORDER BY e.xid, e.seq
+LIMIT $%d`, tokenColumns, strings.Join(conds, " AND "), len(args))
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, false, s.fail(ctx, "list events", err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (tokens.Event, error) {
+		var e tokens.Event
+		var xid, seq int64
+		t, err := scanToken(eventRow{row, []any{&xid, &seq, &e.Type, &e.CreatedAt, &e.ErrorCode,
+			&e.Context.Key, &e.Context.IP, &e.Context.UserAgent, &e.Context.TraceID}})
+		e.ID, e.Token, e.CreatedAt = tokens.NewEventID(uint64(xid), uint64(seq)), t, e.CreatedAt.UTC()
+		return e, err
+	})
 	if err != nil {
 		return nil, false, s.fail(ctx, "list events", err)
 	}
@@ -123,48 +152,6 @@ func (s *Store) ListEvents(ctx context.Context, f tokens.EventFilter) ([]tokens.
 		list = list[:limit]
 	}
 	return list, more, nil
-}
-
-// queryEvents reads up to limit events matching every one of conds, SQL over
-// the events table e and args, in the log's order.
-func (s *Store) queryEvents(ctx context.Context, conds []string, args []any, limit int) ([]tokens.Event, error) {
-	args = append(args, limit)
-	sql := fmt.Sprintf(`SELECT e.xid, e.seq, e.type, e.created_at, coalesce(e.error_code, ''),
-	e.key_label, e.ip, e.user_agent, e.trace_id, t.*
-FROM events AS e
-CROSS JOIN LATERAL (SELECT %s FROM jsonb_populate_record(NULL::sign_in_tokens, e.token)) AS t
-WHERE %s
-ORDER BY e.xid, e.seq
-LIMIT $%d`, tokenColumns, strings.Join(conds, " AND "), len(args))
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (tokens.Event, error) {
-		var e tokens.Event
-		var xid, seq int64
-		t, err := scanToken(eventRow{row, []any{&xid, &seq, &e.Type, &e.CreatedAt, &e.ErrorCode,
-			&e.Context.Key, &e.Context.IP, &e.Context.UserAgent, &e.Context.TraceID}})
-		e.ID, e.Token, e.CreatedAt = tokens.NewEventID(uint64(xid), uint64(seq)), t, e.CreatedAt.UTC()
-		return e, err
-	})
-}
-
-// GetEvent returns the event id names; tokens.ErrNotFound when none is
-// stored (retention deleted it, or it never committed).
-func (s *Store) GetEvent(ctx context.Context, id string) (tokens.Event, error) {
-	xid, seq, ok := tokens.ParseEventID(id)
-	if !ok {
-		return tokens.Event{}, tokens.ErrNotFound
-	}
-	list, err := s.queryEvents(ctx, []string{"(e.xid, e.seq) = ($1, $2)"}, []any{int64(xid), int64(seq)}, 1)
-	if err != nil {
-		return tokens.Event{}, s.fail(ctx, "get event", err)
-	}
-	if len(list) == 0 {
-		return tokens.Event{}, tokens.ErrNotFound
-	}
-	return list[0], nil
 }
 
 // eventRow is a row whose event columns come before tokenColumns.

@@ -118,26 +118,16 @@ SELECT EXISTS (
 	AND e.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
 )`
 
-// relayBatchSQL is the position of up to $3 events past ($1, $2), in the
-// order and within the bound of ListEvents.
-const relayBatchSQL = `
-SELECT xid, seq FROM events
-WHERE xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint AND (xid, seq) > ($1, $2)
-ORDER BY xid, seq
-LIMIT $3`
-
-// RelayEvents hands the ids of the events past the relay's cursor to enqueue in one
+// RelayEvents hands the events past the relay's cursor to enqueue in one
 // transaction, and moves the cursor past them in it (webhook.Outbox).
 //
-// Only ids are enqueued: a delivery reads its event when it is attempted
-// (GetEvent), which keeps the job rows, written three times each, small.
 // The events are read as ListEvents reads them, only below the snapshot's
 // xmin, so the cursor never passes an event that commits later with a
 // smaller position. The cursor row is locked FOR UPDATE SKIP LOCKED: of
 // replicas relaying at once, one takes it and the others find no row and
 // skip the round, rather than wait and then enqueue the same events again.
 // An idle relay costs one read and no transaction.
-func (s *Store) RelayEvents(ctx context.Context, limit int, enqueue func(context.Context, pgx.Tx, []string) error) (int, error) {
+func (s *Store) RelayEvents(ctx context.Context, limit int, enqueue func(context.Context, pgx.Tx, []tokens.Event) error) (int, error) {
 	const op = "relay events"
 	var pending bool
 	if err := s.pool.QueryRow(ctx, pendingEventsSQL).Scan(&pending); err != nil || !pending {
@@ -156,29 +146,21 @@ func (s *Store) RelayEvents(ctx context.Context, limit int, enqueue func(context
 	if err != nil {
 		return 0, s.fail(ctx, op, err)
 	}
-	rows, err := tx.Query(ctx, relayBatchSQL, xid, seq, limit)
-	if err != nil {
+	events, _, err := s.listEvents(ctx, tx, tokens.EventFilter{After: tokens.NewEventID(uint64(xid), uint64(seq)), Limit: limit})
+	if err != nil || len(events) == 0 {
+		return 0, err
+	}
+	if err := enqueue(ctx, tx, events); err != nil {
 		return 0, s.fail(ctx, op, err)
 	}
-	var ids []string
-	_, err = pgx.ForEachRow(rows, []any{&xid, &seq}, func() error {
-		ids = append(ids, tokens.NewEventID(uint64(xid), uint64(seq)))
-		return nil
-	})
-	if err != nil || len(ids) == 0 {
-		return 0, s.fail(ctx, op, err)
-	}
-	if err := enqueue(ctx, tx, ids); err != nil {
-		return 0, s.fail(ctx, op, err)
-	}
-	// xid and seq are the last row's now.
-	if _, err := tx.Exec(ctx, "UPDATE webhook_relay SET xid = $1, seq = $2 WHERE id = 1", xid, seq); err != nil {
+	lastXid, lastSeq, _ := tokens.ParseEventID(events[len(events)-1].ID)
+	if _, err := tx.Exec(ctx, "UPDATE webhook_relay SET xid = $1, seq = $2 WHERE id = 1", int64(lastXid), int64(lastSeq)); err != nil {
 		return 0, s.fail(ctx, op, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, s.fail(ctx, op, err)
 	}
-	return len(ids), nil
+	return len(events), nil
 }
 
 // webhookBacklogSQL counts the events past the relay's cursor and the

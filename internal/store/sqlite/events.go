@@ -69,6 +69,11 @@ const eventTokenColumns = `json_extract(token, '$.id'), json_extract(token, '$.u
 
 // ListEvents returns a page of events, oldest first, by seq.
 func (s *Store) ListEvents(ctx context.Context, f tokens.EventFilter) ([]tokens.Event, bool, error) {
+	return listEvents(ctx, s.db, f)
+}
+
+// listEvents is ListEvents through q.
+func listEvents(ctx context.Context, q querier, f tokens.EventFilter) ([]tokens.Event, bool, error) {
 	var after uint64
 	if f.After != "" {
 		var ok bool
@@ -80,7 +85,7 @@ func (s *Store) ListEvents(ctx context.Context, f tokens.EventFilter) ([]tokens.
 	if limit <= 0 {
 		limit = tokens.DefaultEventLimit
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, type, created_at, coalesce(error_code, ''),
+	rows, err := q.QueryContext(ctx, `SELECT seq, type, created_at, coalesce(error_code, ''),
 	key_label, ip, user_agent, trace_id, `+eventTokenColumns+`
 FROM events
 WHERE seq > ?1 AND (?2 = '' OR type = ?2) AND (?3 = '' OR user_id = ?3)
@@ -110,24 +115,6 @@ LIMIT ?4`, int64(after), f.Type, f.UserID, limit+1)
 		list = list[:limit]
 	}
 	return list, more, nil
-}
-
-// GetEvent returns the event id names; tokens.ErrNotFound when none is
-// stored (retention deleted it, or it never committed).
-func (s *Store) GetEvent(ctx context.Context, id string) (tokens.Event, error) {
-	_, seq, ok := tokens.ParseEventID(id)
-	if !ok || seq == 0 {
-		return tokens.Event{}, tokens.ErrNotFound
-	}
-	// The page of one event after its predecessor, with no filter.
-	list, _, err := s.ListEvents(ctx, tokens.EventFilter{After: tokens.NewEventID(0, seq-1), Limit: 1})
-	if err != nil {
-		return tokens.Event{}, err
-	}
-	if len(list) == 0 || list[0].ID != tokens.NewEventID(0, seq) {
-		return tokens.Event{}, tokens.ErrNotFound
-	}
-	return list[0], nil
 }
 
 // eventRow is a row whose event columns come before the token's.

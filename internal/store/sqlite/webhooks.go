@@ -50,12 +50,12 @@ func (s *Store) QueueDriver(ctx context.Context) (riverdriver.Driver[*sql.Tx], e
 	return riversqlite.New(s.queue), nil
 }
 
-// RelayEvents hands the ids of the events past the relay's cursor to enqueue in one
+// RelayEvents hands the events past the relay's cursor to enqueue in one
 // transaction, and moves the cursor past them in it (webhook.Outbox). The
 // transaction is the one writer from BEGIN, so relays never overlap, and
 // events commit in seq order, so the cursor never passes one yet to
 // commit. An idle relay costs one read and takes no write lock.
-func (s *Store) RelayEvents(ctx context.Context, limit int, enqueue func(context.Context, *sql.Tx, []string) error) (int, error) {
+func (s *Store) RelayEvents(ctx context.Context, limit int, enqueue func(context.Context, *sql.Tx, []tokens.Event) error) (int, error) {
 	const op = "relay events"
 	var pending bool
 	err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE seq > (SELECT seq FROM webhook_relay WHERE id = 1))`).Scan(&pending)
@@ -71,32 +71,21 @@ func (s *Store) RelayEvents(ctx context.Context, limit int, enqueue func(context
 	if err := tx.QueryRowContext(ctx, `SELECT seq FROM webhook_relay WHERE id = 1`).Scan(&seq); err != nil {
 		return 0, storeErr(ctx, op, err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, seq, limit)
-	if err != nil {
+	events, _, err := listEvents(ctx, tx, tokens.EventFilter{After: tokens.NewEventID(0, uint64(seq)), Limit: limit})
+	if err != nil || len(events) == 0 {
+		return 0, err
+	}
+	if err := enqueue(ctx, tx, events); err != nil {
 		return 0, storeErr(ctx, op, err)
 	}
-	var ids []string
-	for rows.Next() {
-		if err := rows.Scan(&seq); err != nil {
-			rows.Close()
-			return 0, storeErr(ctx, op, err)
-		}
-		ids = append(ids, tokens.NewEventID(0, uint64(seq)))
-	}
-	if err := cmpErr(rows.Err(), rows.Close()); err != nil || len(ids) == 0 {
-		return 0, storeErr(ctx, op, err)
-	}
-	if err := enqueue(ctx, tx, ids); err != nil {
-		return 0, storeErr(ctx, op, err)
-	}
-	// seq is the last row's now.
-	if _, err := tx.ExecContext(ctx, `UPDATE webhook_relay SET seq = ? WHERE id = 1`, seq); err != nil {
+	_, last, _ := tokens.ParseEventID(events[len(events)-1].ID)
+	if _, err := tx.ExecContext(ctx, `UPDATE webhook_relay SET seq = ? WHERE id = 1`, int64(last)); err != nil {
 		return 0, storeErr(ctx, op, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, storeErr(ctx, op, err)
 	}
-	return len(ids), nil
+	return len(events), nil
 }
 
 // webhookBacklogSQL: as PostgreSQL's, on River's SQLite tables, where
