@@ -94,7 +94,7 @@ func TestWebhookConfig(t *testing.T) {
 	}
 	w := cfg.Webhooks
 	if len(w.URLs) != 2 || w.URLs[1] != "http://b.example.com:8081/in?x=1" || w.Timeout != 10*time.Second ||
-		w.Concurrency != 10 || len(w.Schedule) != 2 || w.Schedule[1] != 2*time.Minute {
+		w.Concurrency != 100 || len(w.Schedule) != 2 || w.Schedule[1] != 2*time.Minute {
 		t.Errorf("webhooks: got %+v", w)
 	}
 	if got := strings.Count(w.Signer.Signature("evt_1", time.Unix(0, 0), nil), "v1,"); got != 2 {
