@@ -92,9 +92,7 @@ const (
 // (100ms by default, which would cap 10 workers at 100 jobs a second). Half
 // a millisecond per worker lets a replica fetch up to 2,000 jobs a second
 // whatever the concurrency, in fetches of up to concurrency jobs: fewer,
-// larger fetches cost the database less per job (measured: about 75 µs of
-// PostgreSQL CPU per delivery with 100 workers, 120 with 10; see
-// docs/benchmarks.md).
+// larger fetches cost the database less per job (docs/benchmarks.md).
 func fetchCooldown(concurrency int) time.Duration {
 	return max(time.Duration(concurrency)*fetchPerJob, time.Millisecond)
 }
