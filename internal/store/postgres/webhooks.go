@@ -26,13 +26,15 @@ import (
 // leaves a schema that serves with them; idle, they cost nothing. River's
 // migrator takes no lock of its own, so replicas that start together take
 // turns under an advisory lock (another key than goose's, which is held
-// only while goose works).
+// only while goose works). The lock is held on a connection of its own,
+// outside the pool, which River's migrator needs whole: a pool of one
+// connection would otherwise wait on itself.
 func (s *Store) migrateQueue(ctx context.Context, schema string) error {
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return s.fail(ctx, "migrate River", err)
 	}
-	defer conn.Release()
+	defer conn.Close(context.WithoutCancel(ctx))
 	key := migrationLockID(schema + "\x00river")
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
 		return s.fail(ctx, "migrate River", err)
