@@ -31,6 +31,7 @@ type bench struct {
 	o        options
 	out      io.Writer
 	sink     *otlpSink       // with -otlp-sink
+	hooks    *webhookSink    // the webhooks bench of -webhooks
 	dbURL    string          // the bench database
 	admin    *pgxpool.Pool   // setup, COPY and statistics; not timed
 	base     *postgres.Store // the baseline: the service's own SQL through pgx
@@ -201,6 +202,12 @@ func (b *bench) startServer(ctx context.Context, keyFile, secret string) (string
 		}
 		env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+b.sink.url, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
 	}
+	if b.o.webhookSink {
+		if b.hooks, err = startWebhookSink(); err != nil {
+			return "", err
+		}
+		env = append(env, b.hooks.env()...)
+	}
 	env = append(env, b.o.serverEnv...)
 
 	logPath := b.o.serverLog
@@ -239,6 +246,9 @@ func (b *bench) close() {
 	if b.sink != nil {
 		fmt.Fprintf(b.out, "OTLP sink: %d exports, %d bytes\n", b.sink.exports.Load(), b.sink.received.Load())
 		b.sink.close()
+	}
+	if b.hooks != nil {
+		b.hooks.close()
 	}
 	if b.base != nil {
 		b.base.Close()

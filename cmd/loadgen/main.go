@@ -74,6 +74,8 @@ type options struct {
 	checkpoint  bool   // CHECKPOINT before each timed run
 	store       string // postgres or sqlite
 	sqlite      sqliteOptions
+	webhooks    bool // compare webhooks off and on
+	webhookSink bool // deliver the service's webhooks to a local receiver
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -109,6 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.otlpSink, "otlp-sink", false, "with -server: receive the service's OTLP/HTTP trace exports and discard them\n(sets OTEL_EXPORTER_OTLP_ENDPOINT; pick the sampler with -server-env OTEL_TRACES_SAMPLER=...)")
 	fs.StringVar(&o.store, "store", "postgres", "the service's store: postgres, or sqlite (its embedded store, against the driver; see sqlite.go)")
 	sqliteParsed := sqliteFlags(fs, &o.sqlite)
+	fs.BoolVar(&o.webhooks, "webhooks", false, "with -server: compare the service with webhooks off and on (every event delivered to a local\nreceiver answering 204), each on its own database and service, taking turns run by run; no baseline")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -140,6 +143,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-phases names no phase")
 	case o.scale > 0 && (o.server == "" || o.seed > 0 || o.rate > 0):
 		return o, errors.New("-scale needs -server, and goes without -seed and -rate")
+	case o.webhooks && (o.server == "" || o.seed > 0 || o.rate > 0 || o.scale > 0):
+		return o, errors.New("-webhooks needs -server, and goes without -seed, -rate and -scale")
 	case o.store == "sqlite":
 		return o, checkSQLite(o)
 	case o.store != "postgres":
@@ -156,6 +161,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if o.scale > 0 {
 		return runScale(ctx, o, stdout)
+	}
+	if o.webhooks {
+		return runWebhooks(ctx, o, stdout)
 	}
 	if o.store == "sqlite" {
 		return runSQLite(ctx, o, stdout)

@@ -32,22 +32,37 @@ func runScale(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 
+	if err := takeTurns(ctx, o, out, [2]*bench{empty, seeded}, [2]string{"empty", "seeded"},
+		[2]string{"empty", thousands(o.scale) + " stored"}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	return seeded.explainList(ctx)
+}
+
+// takeTurns runs every phase on the two benches of pair, service (and
+// baseline, unless off) taking turns run by run, and prints each target's
+// rate on both with the change from the first to the second, in all and by
+// round, then every run in full under titles. settle, when set, runs after
+// each run, before the next one starts.
+func takeTurns(ctx context.Context, o options, out io.Writer, pair [2]*bench, columns, titles [2]string,
+	settle func(context.Context, *bench) error) error {
 	type slot struct {
 		b *bench
 		d driver
 	}
 	var slots []slot
-	for _, b := range []*bench{empty, seeded} {
+	for _, b := range pair {
 		if o.baseline {
 			slots = append(slots, slot{b, b.baselineDriver()})
 		}
 		slots = append(slots, slot{b, b.serviceDriver()})
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  phase\ttarget\tempty\tseeded\tchange\tchange by round\t")
+	fmt.Fprintf(tw, "  phase\ttarget\t%s\t%s\tchange\tchange by round\t\n", columns[0], columns[1])
 	var details []func() // each phase's runs in full, printed after the summary
 	for _, phase := range o.phases {
-		// Every run, by database (empty, seeded) and target, in round order.
+		// Every run, by bench and target, in round order.
 		runs := [2]map[string][]result{{}, {}}
 		for round := range o.rounds {
 			for k := range slots {
@@ -58,13 +73,18 @@ func runScale(ctx context.Context, o options, out io.Writer) error {
 				}
 				s.b.fastest = max(s.b.fastest, r.rate())
 				i := 0
-				if s.b == seeded {
+				if s.b == pair[1] {
 					i = 1
+				}
+				if settle != nil {
+					if err := settle(ctx, s.b); err != nil {
+						return fmt.Errorf("%s: %w", phase, err)
+					}
 				}
 				runs[i][s.d.name] = append(runs[i][s.d.name], r)
 			}
 		}
-		var merged [2][]result // each database's runs added up, service then baseline
+		var merged [2][]result // each bench's runs added up, service then baseline
 		for _, name := range []string{targetService, targetBaseline} {
 			e, s := merge(runs[0][name], name), merge(runs[1][name], name)
 			merged[0], merged[1] = append(merged[0], e), append(merged[1], s)
@@ -78,9 +98,9 @@ func runScale(ctx context.Context, o options, out io.Writer) error {
 			fmt.Fprintf(tw, "  %s\t%s\t%.0f\t%.0f\t%+.1f%%\t%s\t\n", phase, name, e.rate(), s.rate(), change(e.rate(), s.rate()), strings.Join(byRound, " "))
 		}
 		details = append(details, func() {
-			for i, title := range []string{"empty", thousands(o.scale) + " stored"} {
+			for i, title := range titles {
 				fmt.Fprintf(out, "%s, %s, all rounds:\n", phase, title)
-				empty.printTable(merged[i])
+				pair[0].printTable(merged[i])
 			}
 		})
 	}
@@ -89,6 +109,5 @@ func runScale(ctx context.Context, o options, out io.Writer) error {
 	for _, print := range details {
 		print()
 	}
-	fmt.Fprintln(out)
-	return seeded.explainList(ctx)
+	return nil
 }

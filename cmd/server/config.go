@@ -16,6 +16,7 @@ import (
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 	"github.com/signin-tokens/signin-tokens/internal/tracing"
 	"github.com/signin-tokens/signin-tokens/internal/userdir"
+	"github.com/signin-tokens/signin-tokens/internal/webhook"
 )
 
 // Config is the whole configuration, read from the environment in one place.
@@ -52,6 +53,17 @@ type Config struct {
 	PprofAddr            string
 	Tracing              tracing.Settings // from the standard OTEL_* variables
 	RequireSync          bool
+	Webhooks             Webhooks
+}
+
+// Webhooks is the webhook settings; no URLs: webhooks off, and nothing of
+// River runs.
+type Webhooks struct {
+	URLs        []string
+	Signer      webhook.Signer
+	Timeout     time.Duration
+	Concurrency int
+	Schedule    webhook.Schedule
 }
 
 // envVar documents one environment variable; the table drives both loading
@@ -101,6 +113,11 @@ var envVars = []envVar{
 	{"OTEL_BSP_SCHEDULE_DELAY", "5000", "OpenTelemetry: milliseconds between exports of finished spans"},
 	{"OTEL_TRACES_EXPORTER", "otlp", "OpenTelemetry: otlp, or none for tracing off"},
 	{"OTEL_SDK_DISABLED", "false", "OpenTelemetry: true turns tracing off whatever the endpoint"},
+	{"WEBHOOK_URLS", "", "comma-separated http or https URLs every event is POSTed to, signed (Standard Webhooks); empty: webhooks off"},
+	{"WEBHOOK_SECRET", "", "comma-separated signing secrets, each whsec_ and the base64 of 24 to 64 random bytes; each signs every delivery, so a secret rotates by adding the new one first; required with WEBHOOK_URLS"},
+	{"WEBHOOK_TIMEOUT", "10s", "longest one delivery attempt may take; past it the attempt failed and is retried"},
+	{"WEBHOOK_CONCURRENCY", "100", "delivery attempts at once, in each replica (1 to 1000); jobs are fetched in batches of up to this many, at most 2000 a second"},
+	{"WEBHOOK_RETRY_SCHEDULE", webhook.DefaultSchedule, "comma-separated waits before each retry of a failed delivery (each moved by up to 10% at random); after the last, the delivery is given up"},
 	{"REQUIRE_SYNC_REPLICATION", "false", "PostgreSQL: true refuses writes (503) and readiness while the primary does not replicate synchronously (synchronous_standby_names empty, or synchronous_commit below on), rechecked every second"},
 }
 
@@ -260,6 +277,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	default:
 		fail("REQUIRE_SYNC_REPLICATION", "must be true or false, got %q", v)
 	}
+	c.Webhooks, errs = loadWebhooks(get, errs)
 	if c.RequireSync && c.Database.Kind != store.Postgres && len(errs) == 0 {
 		fail("REQUIRE_SYNC_REPLICATION", "needs a PostgreSQL DATABASE_URL; SQLite has no standby")
 	}
@@ -267,6 +285,58 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return c, nil
+}
+
+// loadWebhooks reads the WEBHOOK_ variables, adding what is wrong to errs.
+// Secrets are never repeated in an error.
+func loadWebhooks(get func(string) string, errs []string) (Webhooks, []string) {
+	var w Webhooks
+	fail := func(name, format string, args ...any) {
+		errs = append(errs, name+": "+fmt.Sprintf(format, args...))
+	}
+	for _, u := range strings.Split(get("WEBHOOK_URLS"), ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if err := webhook.ParseURL(u); err != nil {
+			fail("WEBHOOK_URLS", "%v, got %q", err, u)
+			continue
+		}
+		w.URLs = append(w.URLs, u)
+	}
+	var secrets []webhook.Secret
+	for i, v := range strings.Split(get("WEBHOOK_SECRET"), ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		secret, err := webhook.ParseSecret(v)
+		if err != nil {
+			fail("WEBHOOK_SECRET", "secret %d %v", i+1, err)
+			continue
+		}
+		secrets = append(secrets, secret)
+	}
+	if len(secrets) > 0 {
+		w.Signer, _ = webhook.NewSigner(secrets...)
+	} else if len(w.URLs) > 0 {
+		fail("WEBHOOK_SECRET", "required with WEBHOOK_URLS: whsec_ and the base64 of 24 to 64 random bytes")
+	}
+	if d, err := time.ParseDuration(get("WEBHOOK_TIMEOUT")); err != nil || d < 100*time.Millisecond || d > 5*time.Minute {
+		fail("WEBHOOK_TIMEOUT", "must be a duration from 100ms to 5m such as 10s, got %q", get("WEBHOOK_TIMEOUT"))
+	} else {
+		w.Timeout = d
+	}
+	if n, err := strconv.Atoi(get("WEBHOOK_CONCURRENCY")); err != nil || n < 1 || n > 1000 {
+		fail("WEBHOOK_CONCURRENCY", "must be a whole number from 1 to 1000, got %q", get("WEBHOOK_CONCURRENCY"))
+	} else {
+		w.Concurrency = n
+	}
+	schedule, err := webhook.ParseSchedule(get("WEBHOOK_RETRY_SCHEDULE"))
+	if err != nil {
+		fail("WEBHOOK_RETRY_SCHEDULE", "%v", err)
+	}
+	w.Schedule = schedule
+	return w, errs
 }
 
 // envOrDefault returns the variable's value, or its documented default.

@@ -137,9 +137,19 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 			}
 		}
 	}()
+	stats := metrics.New()
+	// opened starts what needs the open store: webhook deliveries, only
+	// with WEBHOOK_URLS set.
+	opened := func(st tokens.Store) {
+		if len(cfg.Webhooks.URLs) > 0 && ctx.Err() == nil {
+			tasks.Go(func() error { return runWebhooks(ctx, cfg.Webhooks, st, stats, log) })
+		}
+	}
 	if cfg.Database.Kind == store.Postgres {
 		tasks.Go(func() error {
-			connectWithRetry(ctx, cfg, log, gate, tp)
+			if st := connectWithRetry(ctx, cfg, log, gate, tp); st != nil {
+				opened(st)
+			}
 			return nil
 		})
 	} else {
@@ -148,9 +158,9 @@ func serve(ctx context.Context, fs *flag.FlagSet, args []string, getenv func(str
 			return fmt.Errorf("DATABASE_URL: %w", err)
 		}
 		gate.Open(st)
+		opened(st)
 	}
 
-	stats := metrics.New()
 	stats.WatchPool(gate)
 	var serviceStore tokens.Store = gate
 	var tracer trace.Tracer
@@ -268,20 +278,21 @@ func announceDevKey(log zerolog.Logger, stdout io.Writer, console bool, addr net
 }
 
 // connectWithRetry opens and migrates the store, retrying with capped
-// exponential backoff until it succeeds or ctx ends.
-func connectWithRetry(ctx context.Context, cfg Config, log zerolog.Logger, gate *store.Gate, tp trace.TracerProvider) {
+// exponential backoff until it succeeds or ctx ends, and returns it (nil
+// when ctx ended first).
+func connectWithRetry(ctx context.Context, cfg Config, log zerolog.Logger, gate *store.Gate, tp trace.TracerProvider) tokens.Store {
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		st, err := openStore(ctx, cfg, log, tp)
 		if err == nil {
 			gate.Open(st)
-			return
+			return st
 		}
 		gate.Fail(err)
 		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("database unreachable; retrying")
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 15*time.Second)

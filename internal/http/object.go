@@ -132,3 +132,7 @@ func newEventObject(e tokens.Event) eventObject {
 		Data: newTokenObject(e.Token), ErrorCode: e.ErrorCode,
 		Context: eventContextObject{Key: e.Context.Key, IP: e.Context.IP, UserAgent: e.Context.UserAgent, TraceID: e.Context.TraceID}}
 }
+
+// EventJSON is the JSON of e as GET /v1/events shows it, the body of its
+// webhook deliveries.
+func EventJSON(e tokens.Event) ([]byte, error) { return json.Marshal(newEventObject(e)) }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -26,6 +27,8 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/signin-tokens/signin-tokens/api"
+	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
 
 // The sign-in page answers HTML, which the validator reads as a string.
@@ -322,5 +325,48 @@ func TestOpenAPIUnprefixedTwins(t *testing.T) {
 	}
 	if n != 12 {
 		t.Errorf("/v1 operations: got %d, want 12", n)
+	}
+}
+
+// TestWebhookPayloadDocumented: the OpenAPI document describes webhook
+// deliveries under webhooks, and the body a delivery carries, EventJSON of
+// a real event, matches the schema it gives.
+func TestWebhookPayloadDocumented(t *testing.T) {
+	d, err := openAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := d.doc.Webhooks["event"]
+	if hook == nil || hook.Post == nil || hook.Post.RequestBody == nil {
+		t.Fatal("api/openapi.yaml: no webhooks.event.post with a request body")
+	}
+	for _, h := range []string{"webhook-id", "webhook-timestamp", "webhook-signature"} {
+		if p := hook.Post.Parameters.GetByInAndName("header", h); p == nil || !p.Required {
+			t.Errorf("webhooks.event: header %s not documented as required", h)
+		}
+	}
+	schema := hook.Post.RequestBody.Value.Content.Get("application/json").Schema.Value
+	now := time.UnixMilli(1764316800123).UTC()
+	accepted := now.Add(time.Second)
+	for _, e := range []tokens.Event{
+		{ID: tokens.NewEventID(77, 3), Type: "sign_in_token.accepted", CreatedAt: now,
+			Token: tokens.Token{ID: "sit_2pQxAAAAAAAAAAAAAAAAAAAAAAA", UserID: "user_1", Status: tokens.StatusAccepted,
+				CreatedAt: now, UpdatedAt: accepted, ExpiresAt: now.Add(time.Hour), AcceptedAt: &accepted, Metadata: []byte(`{"a":1}`)},
+			Context: tokens.EventContext{Key: "3f2a9c1d", IP: "203.0.113.7", UserAgent: "ua", TraceID: "t"}},
+		{ID: tokens.NewEventID(0, 9), Type: "sign_in_token.redeem_refused", CreatedAt: now, ErrorCode: tokens.CodeAlreadyUsed,
+			Token: tokens.Token{ID: "sit_2pQxAAAAAAAAAAAAAAAAAAAAAAB", UserID: "user_1", Status: tokens.StatusAccepted,
+				CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour), AcceptedAt: &accepted}},
+	} {
+		body, err := apihttp.EventJSON(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(body, &v); err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+			t.Errorf("%s: the delivered body %s does not match the documented schema: %v", e.Type, body, err)
+		}
 	}
 }

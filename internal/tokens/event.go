@@ -181,3 +181,16 @@ func (s *Service) recordRefusal(ctx context.Context, tok Token, refusal error, n
 	code := ErrorCode(refusal)
 	_ = s.store.AppendEvent(ctx, Event{Type: EventType(tok.Kind(), VerbRedeemRefused), CreatedAt: now, Token: tok, ErrorCode: code})
 }
+
+// WebhookBacklog is how far webhook deliveries are behind, as a store sees
+// it, for metrics.
+type WebhookBacklog struct {
+	// Unrelayed is how many events have not been enqueued for delivery yet.
+	Unrelayed int64
+	// Jobs counts the deliveries not finished, by queue state (available,
+	// scheduled, retryable, running, pending).
+	Jobs map[string]int64
+	// Oldest is when the oldest undelivered event was recorded, or, once
+	// enqueued, when it was enqueued (a relay interval later); zero: none.
+	Oldest time.Time
+}

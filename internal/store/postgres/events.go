@@ -93,6 +93,16 @@ func (s *Store) AppendEvent(ctx context.Context, e tokens.Event) error {
 // and a cursor never passes an event that is yet to appear. The cost: an
 // open transaction anywhere on the server delays the tail until it ends.
 func (s *Store) ListEvents(ctx context.Context, f tokens.EventFilter) ([]tokens.Event, bool, error) {
+	return s.listEvents(ctx, s.pool, f)
+}
+
+// rowsQuerier is a pool or a transaction.
+type rowsQuerier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// listEvents is ListEvents through q.
+func (s *Store) listEvents(ctx context.Context, q rowsQuerier, f tokens.EventFilter) ([]tokens.Event, bool, error) {
 	var afterXid, afterSeq uint64
 	if f.After != "" {
 		var ok bool
@@ -122,7 +132,7 @@ CROSS JOIN LATERAL (SELECT %s FROM jsonb_populate_record(NULL::sign_in_tokens, e
 WHERE %s
 ORDER BY e.xid, e.seq
 LIMIT $%d`, tokenColumns, strings.Join(conds, " AND "), len(args))
-	rows, err := s.pool.Query(ctx, sql, args...)
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, false, s.fail(ctx, "list events", err)
 	}

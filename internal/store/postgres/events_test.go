@@ -181,29 +181,7 @@ func TestEventsTailConcurrent(t *testing.T) {
 	s := openWith(t, pgtest.URL(t), postgres.Options{Writers: 2})
 	ctx := context.Background()
 	const writers, each = 8, 40
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var wg sync.WaitGroup
-		for w := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range each {
-					tok := pending(fmt.Sprintf("sit_tail_%d_%d", w, i))
-					if err := createPlain(ctx, s, tok); err != nil {
-						t.Errorf("Create: %v", err)
-						return
-					}
-					if _, _, err := s.Redeem(ctx, tok.ID, tok.TicketHash, groupNow, nil); err != nil {
-						t.Errorf("Redeem: %v", err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-	}()
+	wait := createAndRedeem(t, s, writers, each, "sit_tail")
 	seen := map[string]int{}
 	cursor := ""
 	deadline := time.Now().Add(30 * time.Second)
@@ -220,7 +198,7 @@ func TestEventsTailConcurrent(t *testing.T) {
 			seen[e.Type+" "+e.Token.ID]++
 		}
 	}
-	<-done
+	wait()
 	if len(seen) != 2*writers*each {
 		t.Errorf("events seen: %d, want %d", len(seen), 2*writers*each)
 	}
@@ -229,4 +207,29 @@ func TestEventsTailConcurrent(t *testing.T) {
 			t.Errorf("%s seen %d times", k, n)
 		}
 	}
+}
+
+// createAndRedeem starts writers goroutines that each create and then redeem
+// each tokens, prefix_w_i, through s, and returns a wait for them.
+func createAndRedeem(t *testing.T, s *postgres.Store, writers, each int, prefix string) (wait func()) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				tok := pending(fmt.Sprintf("%s_%d_%d", prefix, w, i))
+				if err := createPlain(ctx, s, tok); err != nil {
+					t.Errorf("Create: %v", err)
+					return
+				}
+				if _, _, err := s.Redeem(ctx, tok.ID, tok.TicketHash, groupNow, nil); err != nil {
+					t.Errorf("Redeem: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	return wg.Wait
 }

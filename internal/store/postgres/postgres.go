@@ -42,6 +42,8 @@ type Store struct {
 	health       prober       // the write probe behind Ping
 	replication  atomic.Int32 // replicationUnknown, replicationAsync or replicationSync
 	unreplicated atomic.Int64 // writes answered ErrUnavailable, their durability unknown
+
+	queue queuePool // River's own connections, opened for webhooks only
 }
 
 // Options tunes a Store beyond what its URL says.
@@ -84,6 +86,7 @@ func Open(ctx context.Context, databaseURL string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse PostgreSQL URL: %w", err) // pgx redacts the password
 	}
+	queueCfg := cfg.Copy() // without the hooks below, which serve the API's writes
 	// When a caller gives up (request timeout, client gone), ask the server to
 	// cancel the statement, rather than only dropping the socket: a statement
 	// waiting on a lock would otherwise run on, and commit, after the caller
@@ -106,7 +109,7 @@ func Open(ctx context.Context, databaseURL string, o Options) (*Store, error) {
 		pool.Close()
 		return nil, storeErr(ctx, "connect to PostgreSQL", err)
 	}
-	s := &Store{pool: pool, requireSync: o.RequireSync}
+	s := &Store{pool: pool, requireSync: o.RequireSync, queue: queuePool{cfg: queueCfg}}
 	if o.Writers > 0 {
 		if s.group, err = startWriters(ctx, s, cfg, o.Writers, o.TracerProvider); err != nil {
 			pool.Close()
@@ -148,7 +151,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if _, err := provider.Up(ctx); err != nil {
 		return s.fail(ctx, "migrate", err)
 	}
-	return nil
+	return s.migrateQueue(ctx, schema)
 }
 
 // migrationLockID is the advisory lock key for migrating one schema.
@@ -167,6 +170,7 @@ func (s *Store) Close() error {
 	if s.group != nil {
 		s.group.close()
 	}
+	s.queue.close()
 	s.pool.Close()
 	return nil
 }

@@ -69,6 +69,11 @@ const eventTokenColumns = `json_extract(token, '$.id'), json_extract(token, '$.u
 
 // ListEvents returns a page of events, oldest first, by seq.
 func (s *Store) ListEvents(ctx context.Context, f tokens.EventFilter) ([]tokens.Event, bool, error) {
+	return listEvents(ctx, s.db, f)
+}
+
+// listEvents is ListEvents through q.
+func listEvents(ctx context.Context, q querier, f tokens.EventFilter) ([]tokens.Event, bool, error) {
 	var after uint64
 	if f.After != "" {
 		var ok bool
@@ -80,7 +85,7 @@ func (s *Store) ListEvents(ctx context.Context, f tokens.EventFilter) ([]tokens.
 	if limit <= 0 {
 		limit = tokens.DefaultEventLimit
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, type, created_at, coalesce(error_code, ''),
+	rows, err := q.QueryContext(ctx, `SELECT seq, type, created_at, coalesce(error_code, ''),
 	key_label, ip, user_agent, trace_id, `+eventTokenColumns+`
 FROM events
 WHERE seq > ?1 AND (?2 = '' OR type = ?2) AND (?3 = '' OR user_id = ?3)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -30,6 +31,10 @@ type Store struct {
 	db    *sql.DB // reads, which WAL lets run beside the writer
 	write *sql.DB // every write transaction, on writerConns connections
 	hot   hotStatements
+	dsn   string // for River's own pool (QueueDriver)
+
+	queueMu sync.Mutex
+	queue   *sql.DB // River's pool, opened for webhooks only
 }
 
 // writerConns is how many connections write. SQLite runs one writer at a
@@ -64,10 +69,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("open SQLite: %w", err)
 	}
-	s := &Store{}
+	s := &Store{dsn: DSN(path)}
 	for _, db := range []**sql.DB{&s.write, &s.db} {
 		var err error
-		if *db, err = sql.Open("sqlite", DSN(path)); err != nil {
+		if *db, err = sql.Open("sqlite", s.dsn); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("open SQLite %s: %w", path, err)
 		}
@@ -97,7 +102,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if _, err := provider.Up(ctx); err != nil {
 		return storeErr(ctx, "migrate", err)
 	}
-	return nil
+	return s.migrateQueue(ctx)
 }
 
 // Ping reports whether the database file can be read.
@@ -126,8 +131,13 @@ func (s *Store) Stats() sql.DBStats {
 	return r
 }
 
-// Close closes the database.
+// Close closes the database, River's pool included.
 func (s *Store) Close() error {
+	s.queueMu.Lock()
+	if s.queue != nil {
+		s.queue.Close()
+	}
+	s.queueMu.Unlock()
 	s.hot.close()
 	var errs []error
 	for _, db := range []*sql.DB{s.write, s.db} {

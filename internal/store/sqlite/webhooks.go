@@ -1,0 +1,127 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/signin-tokens/signin-tokens/internal/tokens"
+)
+
+// What webhooks need of SQLite: River's tables and its connection, and the
+// relay's read of the events log (see package webhook).
+
+// migrateQueue brings River's tables up to date, after the store's own
+// migrations, whether or not webhooks are configured (as on PostgreSQL).
+func (s *Store) migrateQueue(ctx context.Context) error {
+	migrator, err := rivermigrate.New(riversqlite.New(s.write), &rivermigrate.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return fmt.Errorf("migrate River: %w", err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return storeErr(ctx, "migrate River", err)
+	}
+	return nil
+}
+
+// QueueDriver is River's driver, on a pool of its own with one connection
+// (opened now, closed by Close; stop River first). One connection, as
+// River's SQLite driver asks, so River's own goroutines queue for it rather
+// than contend for the file. Its connections have the store's settings:
+// every transaction takes the write lock at BEGIN (so none can fail half
+// way upgrading to a write, the way two writers deadlock), and a writer
+// waits up to busy_timeout for the API's writes rather than failing.
+func (s *Store) QueueDriver(ctx context.Context) (riverdriver.Driver[*sql.Tx], error) {
+	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
+	if s.queue == nil {
+		db, err := sql.Open("sqlite", s.dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open River's SQLite pool: %w", err)
+		}
+		db.SetMaxOpenConns(1)
+		s.queue = db
+	}
+	return riversqlite.New(s.queue), nil
+}
+
+// RelayEvents hands the events past the relay's cursor to enqueue in one
+// transaction, and moves the cursor past them in it (webhook.Outbox). The
+// transaction is the one writer from BEGIN, so relays never overlap, and
+// events commit in seq order, so the cursor never passes one yet to
+// commit. An idle relay costs one read and takes no write lock.
+func (s *Store) RelayEvents(ctx context.Context, limit int, enqueue func(context.Context, *sql.Tx, []tokens.Event) error) (int, error) {
+	const op = "relay events"
+	var pending bool
+	err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE seq > (SELECT seq FROM webhook_relay WHERE id = 1))`).Scan(&pending)
+	if err != nil || !pending {
+		return 0, storeErr(ctx, op, err)
+	}
+	tx, err := s.write.BeginTx(ctx, nil) // BEGIN IMMEDIATE, on the writer
+	if err != nil {
+		return 0, storeErr(ctx, op, err)
+	}
+	defer tx.Rollback() // a no-op once committed
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `SELECT seq FROM webhook_relay WHERE id = 1`).Scan(&seq); err != nil {
+		return 0, storeErr(ctx, op, err)
+	}
+	events, _, err := listEvents(ctx, tx, tokens.EventFilter{After: tokens.NewEventID(0, uint64(seq)), Limit: limit})
+	if err != nil || len(events) == 0 {
+		return 0, err
+	}
+	if err := enqueue(ctx, tx, events); err != nil {
+		return 0, storeErr(ctx, op, err)
+	}
+	_, last, _ := tokens.ParseEventID(events[len(events)-1].ID)
+	if _, err := tx.ExecContext(ctx, `UPDATE webhook_relay SET seq = ? WHERE id = 1`, int64(last)); err != nil {
+		return 0, storeErr(ctx, op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, storeErr(ctx, op, err)
+	}
+	return len(events), nil
+}
+
+// webhookBacklogSQL: as PostgreSQL's, on River's SQLite tables, where
+// created_at is text River writes in UTC.
+const webhookBacklogSQL = `
+SELECT '' AS state, count(*), min(created_at)
+FROM events WHERE seq > (SELECT seq FROM webhook_relay WHERE id = 1)
+UNION ALL
+SELECT state, count(*), CAST(min(unixepoch(created_at, 'subsec') * 1000) AS INTEGER)
+FROM river_job
+WHERE kind = ?1 AND state IN ('available', 'scheduled', 'retryable', 'running', 'pending')
+GROUP BY state`
+
+// WebhookBacklog reports how far deliveries of jobs of kind are behind.
+func (s *Store) WebhookBacklog(ctx context.Context, kind string) (tokens.WebhookBacklog, error) {
+	rows, err := s.db.QueryContext(ctx, webhookBacklogSQL, kind)
+	if err != nil {
+		return tokens.WebhookBacklog{}, storeErr(ctx, "webhook backlog", err)
+	}
+	defer rows.Close()
+	b := tokens.WebhookBacklog{Jobs: map[string]int64{}}
+	for rows.Next() {
+		var state string
+		var n int64
+		var oldest sql.NullInt64
+		if err := rows.Scan(&state, &n, &oldest); err != nil {
+			return tokens.WebhookBacklog{}, storeErr(ctx, "webhook backlog", err)
+		}
+		if state == "" {
+			b.Unrelayed = n
+		} else {
+			b.Jobs[state] = n
+		}
+		if t := fromMillis(oldest.Int64); oldest.Valid && (b.Oldest.IsZero() || t.Before(b.Oldest)) {
+			b.Oldest = t
+		}
+	}
+	return b, storeErr(ctx, "webhook backlog", rows.Err())
+}
