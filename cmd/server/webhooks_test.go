@@ -408,7 +408,8 @@ func checkBodies(t *testing.T, r *receiver, tokenIDs []string) {
 
 // TestWebhooksDeliver, on both stores: one receiver
 // fails the first two attempts of every event, another is down at first
-// and comes up later; each gets every event stored, exactly the events
+// and comes up later, a third acknowledges every first attempt (which the
+// failures of the others never hold back); each gets every event stored, exactly the events
 // rows, once acknowledged, signed, with the same body on every attempt,
 // and none for a change that rolled back; the metrics count the outcomes
 // and the backlog drains.
@@ -416,15 +417,15 @@ func TestWebhooksDeliver(t *testing.T) {
 	for _, newStore := range webhookStores(t) {
 		st := newStore(t)
 		t.Run(st.name, func(t *testing.T) {
-			failing, late := newReceiver(t), newReceiver(t)
+			failing, late, healthy := newReceiver(t), newReceiver(t), newReceiver(t)
 			failing.set(2, false)
 			late.down()
-			in := start(t, webhookEnv(t, st.url, "1s", failing.url(), late.url()))
+			in := start(t, webhookEnv(t, st.url, "1s", failing.url(), late.url(), healthy.url()))
 			waitReady(t, in.base)
 			tokenIDs := changeTokens(t, in.base)
 			time.Sleep(2 * time.Second) // the late receiver's first attempts are refused
 			late.up()
-			rs := map[string]*receiver{"failing": failing, "late": late}
+			rs := map[string]*receiver{"failing": failing, "late": late, "healthy": healthy}
 			ids := waitDelivered(t, st, 60*time.Second, &in.logLines, rs)
 			// created x4 (and the racing keyed one), accepted, redeem_refused, revoked, code_failed
 			if len(ids) < 7 {
@@ -436,6 +437,11 @@ func TestWebhooksDeliver(t *testing.T) {
 				}
 			}
 			late.check(t, "late")
+			for id, n := range healthy.check(t, "healthy") {
+				if n != 1 {
+					t.Errorf("healthy receiver: %s acknowledged at attempt %d, want the first", id, n)
+				}
+			}
 			checkBodies(t, failing, tokenIDs)
 			if got := metricValue(t, in.base, `signin_tokens_webhook_deliveries_total{outcome="failed"}`); got < float64(2*len(ids)) {
 				t.Errorf("failed attempts counted %v, want at least %d", got, 2*len(ids))
@@ -446,7 +452,7 @@ func TestWebhooksDeliver(t *testing.T) {
 				for _, s := range []string{"available", "running", "retryable", "scheduled"} {
 					pending += metricValue(t, in.base, `signin_tokens_webhook_jobs{state="`+s+`"}`)
 				}
-				return delivered == float64(2*len(ids)) && pending == 0 &&
+				return delivered == float64(3*len(ids)) && pending == 0 &&
 					metricValue(t, in.base, "signin_tokens_webhook_events_unrelayed") == 0 &&
 					metricValue(t, in.base, "signin_tokens_webhook_oldest_undelivered_seconds") == 0
 			})

@@ -26,6 +26,10 @@ type deliveryArgs struct {
 	EventID string `json:"event_id"`
 	URL     string `json:"url"`
 	Body    []byte `json:"body"`
+	// Prior is how many attempts were made before the job's first: the
+	// relay's own first attempt (see relay), so the schedule goes on from
+	// there.
+	Prior int `json:"prior,omitempty"`
 }
 
 // Kind names the job kind for River.

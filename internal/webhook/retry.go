@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -62,7 +63,9 @@ type retryPolicy struct {
 // NextRetry is the time of the attempt after job's attempt number
 // job.Attempt failed.
 func (p retryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
-	return p.now().Add(p.wait(job.Attempt))
+	var a deliveryArgs
+	json.Unmarshal(job.EncodedArgs, &a) // a job whose args do not decode fails its attempts anyway
+	return p.now().Add(p.wait(a.Prior + job.Attempt))
 }
 
 // wait is the jittered wait after attempt number attempt (from 1) failed;

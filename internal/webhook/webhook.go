@@ -16,11 +16,14 @@
 // LOCKED, so of several replicas one relays and the others skip the
 // round; SQLite has one writer).
 //
-// River then delivers: one job per (event, URL), so a dead endpoint's
-// retries never hold back another's; at most Concurrency attempts at once,
-// each bounded by Timeout; failures retried by Schedule; jobs left running
-// by a killed process rescued once they are older than Timeout plus a
-// margin.
+// The relay makes each first attempt itself, before that transaction, and
+// enqueues River jobs only for the deliveries still to do; with receivers
+// that answer, no job row is written at all. One process relays at a time
+// (HoldRelayLease). River then retries: one job per (event, URL), so a
+// dead endpoint's retries never hold back another's; at most Concurrency
+// attempts at once, each bounded by Timeout; failures retried by Schedule;
+// jobs left running by a killed process rescued once they are older than
+// Timeout plus a margin.
 package webhook
 
 import (
@@ -29,6 +32,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -62,6 +66,12 @@ type Outbox[TTx any] interface {
 	// many events it relayed: 0 when none is pending, or another relay is
 	// at work.
 	RelayEvents(ctx context.Context, limit int, enqueue func(ctx context.Context, tx TTx, events []tokens.Event) error) (int, error)
+	// PeekEvents answers up to limit events after the relay's cursor, as
+	// RelayEvents would hand them over now, without a transaction.
+	PeekEvents(ctx context.Context, limit int) ([]tokens.Event, error)
+	// HoldRelayLease tells whether this process is the database's one
+	// relay, taking the lease when nobody holds it.
+	HoldRelayLease(ctx context.Context) (bool, error)
 }
 
 // Timings of the relay and of rescue.
@@ -73,8 +83,13 @@ const (
 	// attempt, and costs one indexed read per interval when idle.
 	relayInterval = 200 * time.Millisecond
 	// relayRetry is the pause after a relay that failed (the database is
-	// away, say): the events stay in the log and are relayed later.
+	// away, say): the events stay in the log and are relayed later. It is
+	// also how often a process that is not the relay asks for the lease.
 	relayRetry = time.Second
+	// sidelined is how long a URL whose first attempt failed gets no more
+	// first attempts from the relay: its events go straight to River, so a
+	// receiver that hangs holds the relay up once, not on every batch.
+	sidelined = 30 * time.Second
 	// rescueMargin is added to Timeout before a job still marked running is
 	// taken for the leftover of a killed process and retried: an attempt
 	// that is still alive has ended by then.
@@ -120,9 +135,10 @@ func Run[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], outbox Ou
 	if err := c.Check(); err != nil {
 		return fmt.Errorf("webhooks: %w", err)
 	}
+	w := &worker{client: newHTTPClient(c.Concurrency), signer: c.Signer,
+		timeout: c.Timeout, observer: c.Observer, now: time.Now}
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &worker{client: newHTTPClient(c.Concurrency), signer: c.Signer,
-		timeout: c.Timeout, observer: c.Observer, now: time.Now})
+	river.AddWorker(workers, w)
 	rc := &river.Config{
 		Queues:               map[string]river.QueueConfig{Queue: {MaxWorkers: c.Concurrency}},
 		Workers:              workers,
@@ -155,7 +171,7 @@ func Run[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], outbox Ou
 	c.Logger.Info().Strs("urls", hosts).Int("concurrency", c.Concurrency).Dur("timeout", c.Timeout).
 		Dur("retries_for", c.Schedule.Total()).Msg("webhooks on")
 
-	relay(ctx, outbox, client, c)
+	relay(ctx, outbox, client, w, c)
 
 	stopCtx, cancel := context.WithTimeout(context.Background(), stopGrace)
 	defer cancel()
@@ -169,20 +185,86 @@ func Run[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], outbox Ou
 	return nil
 }
 
-// relay enqueues new events until ctx ends.
-func relay[TTx any](ctx context.Context, outbox Outbox[TTx], client *river.Client[TTx], c Config) {
+// relay hands new events on until ctx ends, while this process holds the
+// relay lease. Each round it peeks at the next batch and makes the first
+// attempt of every (event, URL) itself, at most Concurrency at once; then,
+// in the transaction that moves the cursor past the batch, it enqueues a
+// River job only for the deliveries that are not done: a failed first
+// attempt becomes a job that starts at the schedule's second attempt, and
+// an event the peek did not see (or a sidelined URL's) becomes an ordinary
+// job. With receivers that answer, no job row is ever written, which is
+// most of what deliveries cost the database (docs/benchmarks.md,
+// "Webhooks"). A crash after a first attempt and before the cursor moved
+// sends that event again after the restart: at least once, as promised.
+func relay[TTx any](ctx context.Context, outbox Outbox[TTx], client *river.Client[TTx], w *worker, c Config) {
+	r := &relayer{w: w, c: c, sidelined: map[string]time.Time{}}
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		n, err := relayRound(ctx, r, outbox, client)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			c.Logger.Warn().Err(err).Msg("webhooks: relaying events failed; retrying")
+			wait = relayRetry
+		case n < 0: // another process relays
+			wait = relayRetry
+		case n == relayBatch:
+			wait = 0 // more are waiting
+		default:
+			wait = relayInterval
+		}
+	}
+}
+
+// relayer is the relay's state between rounds.
+type relayer struct {
+	w *worker
+	c Config
+	// sidelined holds, for each URL whose first attempt failed lately, when
+	// the relay makes first attempts to it again.
+	sidelined map[string]time.Time
+}
+
+// delivery names one event to one URL.
+type delivery struct{ eventID, url string }
+
+// relayRound relays one batch; it answers how many events it relayed, or
+// -1 when another process holds the lease.
+func relayRound[TTx any](ctx context.Context, r *relayer, outbox Outbox[TTx], client *river.Client[TTx]) (int, error) {
+	lead, err := outbox.HoldRelayLease(ctx)
+	if err != nil || !lead {
+		return -1, err
+	}
+	peeked, err := outbox.PeekEvents(ctx, relayBatch)
+	if err != nil || len(peeked) == 0 {
+		return 0, err
+	}
+	attempted := r.firstAttempts(ctx, peeked)
+	if ctx.Err() != nil {
+		return 0, ctx.Err() // the cursor stays: after a restart these go again
+	}
 	enqueue := func(ctx context.Context, tx TTx, events []tokens.Event) error {
-		params := make([]river.InsertManyParams, 0, len(events)*len(c.URLs))
+		params := make([]river.InsertManyParams, 0, len(events)*len(r.c.URLs))
 		for _, e := range events {
-			body, err := c.Encode(e)
-			if err != nil {
-				return fmt.Errorf("encode %s: %w", e.ID, err)
-			}
-			for _, u := range c.URLs {
-				params = append(params, river.InsertManyParams{
-					Args:       deliveryArgs{EventID: e.ID, URL: u, Body: body},
-					InsertOpts: &river.InsertOpts{Queue: Queue, MaxAttempts: c.Schedule.MaxAttempts()},
-				})
+			var body []byte
+			for _, u := range r.c.URLs {
+				delivered, tried := attempted[delivery{e.ID, u}]
+				if delivered {
+					continue
+				}
+				if body == nil {
+					var err error
+					if body, err = r.c.Encode(e); err != nil {
+						return fmt.Errorf("encode %s: %w", e.ID, err)
+					}
+				}
+				params = append(params, r.job(deliveryArgs{EventID: e.ID, URL: u, Body: body}, tried))
 			}
 		}
 		if len(params) == 0 {
@@ -191,26 +273,64 @@ func relay[TTx any](ctx context.Context, outbox Outbox[TTx], client *river.Clien
 		_, err := client.InsertManyTx(ctx, tx, params)
 		return err
 	}
-	wait := time.Duration(0)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		n, err := outbox.RelayEvents(ctx, relayBatch, enqueue)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return
-		case err != nil:
-			c.Logger.Warn().Err(err).Msg("webhooks: relaying events failed; retrying")
-			wait = relayRetry
-		case n == relayBatch:
-			wait = 0 // more are waiting
-		default:
-			wait = relayInterval
+	return outbox.RelayEvents(ctx, relayBatch, enqueue)
+}
+
+// job is the River job for a delivery; failed says its first attempt was
+// made, and failed, so the job makes the schedule's later attempts only.
+func (r *relayer) job(a deliveryArgs, failed bool) river.InsertManyParams {
+	opts := &river.InsertOpts{Queue: Queue, MaxAttempts: r.c.Schedule.MaxAttempts()}
+	if failed {
+		a.Prior = 1
+		opts.MaxAttempts--
+		opts.ScheduledAt = time.Now().Add(retryPolicy{schedule: r.c.Schedule}.wait(1))
+	}
+	return river.InsertManyParams{Args: a, InsertOpts: opts}
+}
+
+// firstAttempts makes the first attempt of each event to each URL that is
+// not sidelined, at most Concurrency at once, and answers which were made
+// (present) and which of those a receiver acknowledged (true).
+func (r *relayer) firstAttempts(ctx context.Context, events []tokens.Event) map[delivery]bool {
+	now := time.Now()
+	var urls []string
+	for _, u := range r.c.URLs {
+		if now.After(r.sidelined[u]) {
+			urls = append(urls, u)
 		}
 	}
+	attempted := make(map[delivery]bool, len(events)*len(urls))
+	if len(urls) == 0 {
+		return attempted
+	}
+	var mu sync.Mutex
+	sem := make(chan struct{}, r.c.Concurrency)
+	var wg sync.WaitGroup
+	for _, e := range events {
+		body, err := r.c.Encode(e)
+		if err != nil {
+			continue // RelayEvents' enqueue reports it
+		}
+		for _, u := range urls {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				err := r.w.attempt(ctx, deliveryArgs{EventID: e.ID, URL: u, Body: body})
+				mu.Lock()
+				defer mu.Unlock()
+				attempted[delivery{e.ID, u}] = err == nil
+				if err == nil {
+					r.w.observer.Delivered()
+					return
+				}
+				r.w.observer.AttemptFailed()
+				r.sidelined[u] = time.Now().Add(sidelined)
+			}()
+		}
+	}
+	wg.Wait()
+	return attempted
 }
 
 // ParseURL checks one receiver URL: absolute http or https.

@@ -43,7 +43,8 @@ type Store struct {
 	replication  atomic.Int32 // replicationUnknown, replicationAsync or replicationSync
 	unreplicated atomic.Int64 // writes answered ErrUnavailable, their durability unknown
 
-	queue queuePool // River's own connections, opened for webhooks only
+	queue queuePool  // River's own connections, opened for webhooks only
+	lease relayLease // the webhook relay's lock, taken for webhooks only
 }
 
 // Options tunes a Store beyond what its URL says.
@@ -171,6 +172,9 @@ func (s *Store) Close() error {
 		s.group.close()
 	}
 	s.queue.close()
+	s.lease.mu.Lock()
+	s.lease.close()
+	s.lease.mu.Unlock()
 	s.pool.Close()
 	return nil
 }

@@ -204,3 +204,75 @@ func (s *Store) WebhookBacklog(ctx context.Context, kind string) (tokens.Webhook
 	}
 	return b, nil
 }
+
+// PeekEvents answers up to limit events past the relay's cursor, read as
+// RelayEvents reads them (below the snapshot's xmin) but outside any
+// transaction: what the relay attempts to deliver before RelayEvents
+// enqueues the rest (webhook.Outbox).
+func (s *Store) PeekEvents(ctx context.Context, limit int) ([]tokens.Event, error) {
+	var xid, seq int64
+	if err := s.pool.QueryRow(ctx, "SELECT xid, seq FROM webhook_relay WHERE id = 1").Scan(&xid, &seq); err != nil {
+		return nil, s.fail(ctx, "peek events", err)
+	}
+	events, _, err := s.listEvents(ctx, s.pool, tokens.EventFilter{After: tokens.NewEventID(uint64(xid), uint64(seq)), Limit: limit})
+	return events, err
+}
+
+// relayLease is the session advisory lock that makes one process the
+// relay of a database, held on a connection of its own.
+type relayLease struct {
+	mu      sync.Mutex
+	conn    *pgx.Conn
+	key     int64 // the lock's key, per schema as migrations' are
+	held    bool
+	checked time.Time
+}
+
+// leaseCheckEvery is how often a held lease's connection is checked: a
+// session that ended has let the lock go, and another process may hold it.
+const leaseCheckEvery = 5 * time.Second
+
+// HoldRelayLease tells whether this process is the relay for the store's
+// schema (webhook.Outbox). The first process to ask takes a session
+// advisory lock and keeps it while its connection lives; the others are
+// refused until that session ends (its process stopped or died), and then
+// one of them takes it over on its next ask.
+func (s *Store) HoldRelayLease(ctx context.Context) (bool, error) {
+	l := &s.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn != nil && l.held && time.Since(l.checked) < leaseCheckEvery {
+		return true, nil
+	}
+	if l.conn != nil && (l.conn.IsClosed() || l.conn.Ping(ctx) != nil) {
+		l.close()
+	}
+	if l.conn == nil {
+		conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+		if err != nil {
+			return false, s.fail(ctx, "relay lease", err)
+		}
+		var schema string
+		if err := conn.QueryRow(ctx, "SELECT coalesce(current_schema(), '')").Scan(&schema); err != nil {
+			conn.Close(context.Background())
+			return false, s.fail(ctx, "relay lease", err)
+		}
+		l.conn, l.key = conn, migrationLockID(schema+"\x00webhook relay")
+	}
+	if !l.held {
+		if err := l.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", l.key).Scan(&l.held); err != nil {
+			l.close()
+			return false, s.fail(ctx, "relay lease", err)
+		}
+	}
+	l.checked = time.Now()
+	return l.held, nil
+}
+
+// close drops the lease's connection, and with it the lock if held.
+func (l *relayLease) close() {
+	if l.conn != nil {
+		l.conn.Close(context.Background())
+	}
+	l.conn, l.held = nil, false
+}

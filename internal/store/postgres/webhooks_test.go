@@ -155,3 +155,67 @@ func TestRelayConcurrent(t *testing.T) {
 		t.Errorf("relayed %d events, want %d", got, 2*writers*each)
 	}
 }
+
+// TestRelayLease: of two stores on one schema, the first to ask holds the
+// relay lease and keeps it; the other is refused until the holder's
+// session ends, then takes it over; a store on another schema has a lease
+// of its own; and PeekEvents shows what RelayEvents would hand over.
+func TestRelayLease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := pgtest.WithParam(t, pgtest.URL(t), "pool_max_conns", "2")
+	first := openWith(t, dbURL, postgres.Options{})
+	second := openWith(t, dbURL, postgres.Options{})
+	other := openWith(t, pgtest.WithParam(t, pgtest.URL(t), "pool_max_conns", "2"), postgres.Options{})
+	ask := func(s *postgres.Store) bool {
+		t.Helper()
+		held, err := s.HoldRelayLease(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return held
+	}
+	if !ask(first) || !ask(first) {
+		t.Fatal("the first store does not hold the lease")
+	}
+	if ask(second) {
+		t.Fatal("a second store on the same schema holds the lease too")
+	}
+	if !ask(other) {
+		t.Fatal("a store on another schema is refused the lease")
+	}
+	first.Close()
+	// The lock goes when the holder's backend has ended, just after Close.
+	waitFor(t, "the lease taken over once its holder closed", func() bool { return ask(second) })
+
+	wait := createAndRedeem(t, second, 1, 3, "sit_peek")
+	wait()
+	// Another test's open transaction may hold the events back for a while
+	// (they are read below the snapshot's xmin).
+	var peeked []tokens.Event
+	waitFor(t, "4 events to peek at", func() bool {
+		var err error
+		if peeked, err = second.PeekEvents(ctx, 4); err != nil {
+			t.Fatal(err)
+		}
+		return len(peeked) == 4
+	})
+	var relayed []tokens.Event
+	if _, err := second.RelayEvents(ctx, 4, func(_ context.Context, _ pgx.Tx, events []tokens.Event) error {
+		relayed = events
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(peeked) != 4 || len(relayed) != 4 {
+		t.Fatalf("peeked %d and relayed %d events, want 4 and 4", len(peeked), len(relayed))
+	}
+	for i := range peeked {
+		if peeked[i].ID != relayed[i].ID {
+			t.Errorf("event %d: peeked %s, relayed %s", i, peeked[i].ID, relayed[i].ID)
+		}
+	}
+	if after, err := second.PeekEvents(ctx, 4); err != nil || len(after) != 2 {
+		t.Errorf("after the relay, peeked %d events (%v), want the 2 left", len(after), err)
+	}
+}

@@ -88,6 +88,22 @@ func (s *Store) RelayEvents(ctx context.Context, limit int, enqueue func(context
 	return len(events), nil
 }
 
+// PeekEvents answers up to limit events past the relay's cursor, outside
+// any transaction: what the relay attempts to deliver before RelayEvents
+// enqueues the rest (webhook.Outbox).
+func (s *Store) PeekEvents(ctx context.Context, limit int) ([]tokens.Event, error) {
+	var seq int64
+	if err := s.db.QueryRowContext(ctx, `SELECT seq FROM webhook_relay WHERE id = 1`).Scan(&seq); err != nil {
+		return nil, storeErr(ctx, "peek events", err)
+	}
+	events, _, err := listEvents(ctx, s.db, tokens.EventFilter{After: tokens.NewEventID(0, uint64(seq)), Limit: limit})
+	return events, err
+}
+
+// HoldRelayLease is always true: one process serves a SQLite file
+// (webhook.Outbox).
+func (s *Store) HoldRelayLease(context.Context) (bool, error) { return true, nil }
+
 // webhookBacklogSQL: as PostgreSQL's, on River's SQLite tables, where
 // created_at is text River writes in UTC.
 const webhookBacklogSQL = `
