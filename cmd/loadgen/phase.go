@@ -53,6 +53,9 @@ type driver struct {
 	connect func() (poster, error) // nil for a target without one
 	create  func(ctx context.Context, w *worker) (issued, error)
 	redeem  func(ctx context.Context, w *worker, it issued) error
+	prepare func(ctx context.Context, n int) ([]issued, error) // tokens for a redeem run
+	pid     int                                                // the process whose CPU is the target's own; 0: none
+	table   string                                             // the table its redemptions update
 }
 
 const (
@@ -68,9 +71,16 @@ var (
 
 // serviceDriver talks HTTP to the service.
 func (b *bench) serviceDriver() driver {
-	c := b.svc
+	d := httpDriver(targetService, b.svc, createPath, redeemPath)
+	d.pid, d.table, d.prepare = b.pid, "sign_in_tokens", b.prepare
+	return d
+}
+
+// httpDriver creates with POST createPath {"user_id"} and redeems with POST
+// redeemPath {"ticket"}, the ticket read from the create's "token" field.
+func httpDriver(name string, c *serviceClient, createPath, redeemPath string) driver {
 	return driver{
-		name:    targetService,
+		name:    name,
 		connect: c.connect,
 		create: func(ctx context.Context, w *worker) (issued, error) {
 			w.body = append(w.body[:0], `{"user_id":"`...)
@@ -115,7 +125,9 @@ func (b *bench) serviceDriver() driver {
 func (b *bench) baselineDriver() driver {
 	st := b.base
 	return driver{
-		name: targetBaseline,
+		name:    targetBaseline,
+		prepare: b.prepare,
+		table:   "sign_in_tokens",
 		create: func(ctx context.Context, w *worker) (issued, error) {
 			id := tokens.KindSignIn.NewID(time.Now())
 			sum := sha256.Sum256([]byte(id))
@@ -151,11 +163,12 @@ type result struct {
 	ops, errs     int
 	elapsed       time.Duration
 	lat           []time.Duration // sorted
-	svcCPU        time.Duration   // the service process, utime+stime
+	svcCPU        time.Duration   // the target's process (service or app), utime+stime
 	pgCPU         time.Duration   // the bench database's backends
 	genCPU        time.Duration   // this process
 	allCPU        time.Duration   // the whole machine, others' work included
-	rssKB         int64           // the service's VmHWM after the run
+	rssKB         int64           // the target process's VmHWM after the run
+	hot           hotStats        // the updates of the target's table during the run
 	err           error
 	short         bool // ran out of prepared tickets
 }
@@ -189,7 +202,7 @@ func (r result) perOp(d time.Duration) float64 {
 // rate operations per second or, when rate is 0, as fast as it goes.
 func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float64, profile string) (result, error) {
 	if b.fresh {
-		if _, err := b.admin.Exec(ctx, "TRUNCATE sign_in_tokens CASCADE"); err != nil {
+		if _, err := b.admin.Exec(ctx, "TRUNCATE "+b.tables()+" CASCADE"); err != nil {
 			return result{}, err
 		}
 	}
@@ -197,7 +210,7 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 	if phase == phaseRedeem {
 		n := b.ticketsNeeded(rate)
 		var err error
-		if items, err = b.prepare(ctx, n); err != nil {
+		if items, err = d.prepare(ctx, n); err != nil {
 			return result{}, fmt.Errorf("prepare %d tickets: %w", n, err)
 		}
 	}
@@ -219,8 +232,9 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 		profErr = make(chan error, 1)
 		go func() { profErr <- b.fetchProfile(ctx, profile) }()
 	}
+	hotBefore := b.hotStats(ctx, d.table)
 	pgBefore := b.backendCPU(ctx)
-	svcBefore := processCPU(b.pid)
+	svcBefore := processCPU(d.pid)
 	genBefore := selfCPU()
 	allBefore := machineCPU()
 	start := time.Now()
@@ -299,9 +313,9 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 	r := result{phase: phase, target: d.name, elapsed: elapsed}
 	r.genCPU = selfCPU() - genBefore
 	r.allCPU = machineCPU() - allBefore
-	r.svcCPU = processCPU(b.pid) - svcBefore
+	r.svcCPU = processCPU(d.pid) - svcBefore
 	r.pgCPU = b.backendCPU(ctx).since(pgBefore)
-	r.rssKB = peakRSS(b.pid)
+	r.rssKB = peakRSS(d.pid)
 	for _, w := range workers {
 		r.ops += w.ops
 		r.errs += w.errs
@@ -309,6 +323,9 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 		if r.err == nil {
 			r.err = w.err
 		}
+	}
+	if phase != phaseCreate {
+		r.hot = b.hotSince(ctx, d.table, hotBefore, int64(r.ops))
 	}
 	if phase == phaseRedeem && int(next.Load()) >= len(items) {
 		r.short = true

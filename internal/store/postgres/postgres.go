@@ -119,7 +119,11 @@ func Open(ctx context.Context, databaseURL string, o Options) (*Store, error) {
 // Migrate brings the schema up to date with the embedded migrations. It holds
 // a session-level advisory lock while it works, so replicas that start
 // together migrate one at a time.
-func (s *Store) Migrate(ctx context.Context) error {
+func (s *Store) Migrate(ctx context.Context) error { return s.MigrateTo(ctx, 0) }
+
+// MigrateTo is Migrate up to version only, or to the newest with 0; the load
+// tool uses it to measure a release before a migration.
+func (s *Store) MigrateTo(ctx context.Context, version int64) error {
 	// Migrations are tracked per schema (goose's table lives in the first
 	// schema of search_path), so the lock is per schema too: deployments or
 	// tests sharing one database in separate schemas do not wait on each other.
@@ -145,7 +149,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if _, err := provider.Up(ctx); err != nil {
+	up := provider.Up
+	if version > 0 {
+		up = func(ctx context.Context) ([]*goose.MigrationResult, error) { return provider.UpTo(ctx, version) }
+	}
+	if _, err := up(ctx); err != nil {
 		return s.fail(ctx, "migrate", err)
 	}
 	return nil
