@@ -82,6 +82,11 @@ func newBench(ctx context.Context, o options, out io.Writer) (_ *bench, err erro
 			return nil, fmt.Errorf("-fillfactor: %w", err)
 		}
 	}
+	if o.setupSQL != "" {
+		if _, err := b.admin.Exec(ctx, o.setupSQL); err != nil {
+			return nil, fmt.Errorf("-setup-sql: %w", err)
+		}
+	}
 
 	keyFile, secret := o.signingKey, o.key
 	if o.server != "" {
@@ -128,12 +133,13 @@ func newBench(ctx context.Context, o options, out io.Writer) (_ *bench, err erro
 	return b, nil
 }
 
-// tables are the tables the targets write, emptied before each run.
+// tables are the tables the targets write, emptied before each run: the
+// tokens, the service's audit trail, and the app's table.
 func (b *bench) tables() string {
 	if b.app != nil {
-		return "sign_in_tokens, " + appTable
+		return "sign_in_tokens, events, " + appTable
 	}
-	return "sign_in_tokens"
+	return "sign_in_tokens, events"
 }
 
 // createDatabase drops and creates the bench database, and returns its URL.

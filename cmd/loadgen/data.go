@@ -128,17 +128,48 @@ func (b *bench) seed(ctx context.Context, n int) error {
 	return nil
 }
 
-// explainList prints the plans of list-by-user on the seeded table: the two
-// statements the PostgreSQL store's List sends for a user_id filter.
+// explainList prints the plans, on the seeded table, of the statements the
+// PostgreSQL store's List sends for each filter, of the retention sweep's
+// (rolled back) and of a group of redemptions.
 func (b *bench) explainList(ctx context.Context) error {
-	page, count := postgres.ListQueries(tokens.ListFilter{UserID: "user_4242", Limit: 10})
-	for _, q := range []postgres.Query{page, count} {
-		rows, err := b.admin.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+q.SQL, q.Args...)
-		if err := b.printPlan("EXPLAIN (ANALYZE, BUFFERS) "+oneLine(q.SQL), rows, err); err != nil {
-			return err
+	filters := []tokens.ListFilter{
+		{Limit: 10},
+		{UserID: "user_4242", Limit: 10},
+		{Status: tokens.StatusPending, Limit: 10},
+		{Status: tokens.StatusRevoked, Limit: 10},
+		{Status: tokens.StatusRevoked, Limit: 10, Offset: 1000},
+		{UserID: "user_4242", Status: tokens.StatusAccepted, Limit: 10},
+	}
+	for _, f := range filters {
+		page, count := postgres.ListQueries(f)
+		for _, q := range []postgres.Query{page, count} {
+			if err := b.explain(ctx, fmt.Sprintf("list %+v: ", f), q); err != nil {
+				return err
+			}
+		}
+	}
+	// The sweep runs every minute: usually with nothing to delete (the cutoff
+	// now), and with a batch to delete when tokens expire (a cutoff in 15 days,
+	// half the seeded tokens expired by then).
+	for _, cutoff := range []time.Time{time.Now(), time.Now().Add(15 * 24 * time.Hour)} {
+		for _, q := range postgres.RetentionQueries(cutoff, 500) {
+			if err := b.explain(ctx, "retention, cutoff "+cutoff.UTC().Format(time.DateOnly)+", rolled back: ", q); err != nil {
+				return err
+			}
 		}
 	}
 	return b.explainRedeemGroup(ctx)
+}
+
+// explain prints the plan of q, run in a transaction rolled back after.
+func (b *bench) explain(ctx context.Context, title string, q postgres.Query) error {
+	tx, err := b.admin.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+q.SQL, q.Args...)
+	return b.printPlan("EXPLAIN (ANALYZE, BUFFERS) "+title+oneLine(q.SQL), rows, err)
 }
 
 // explainRedeemGroup prints the plan of a group of 16 redemptions, the

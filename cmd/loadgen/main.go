@@ -75,6 +75,7 @@ type options struct {
 	app         bool   // run the application-style baseline
 	migrateTo   int64  // migrate the bench database up to this version; 0: the newest
 	fillfactor  int    // set on sign_in_tokens before the runs; 0 keeps the migrations'
+	setupSQL    string // run on the bench database after the migrations
 	appServe    string // run as the application-style baseline on this address
 	appDB       string // its database URL
 }
@@ -102,6 +103,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.app, "app", true, "run the application-style baseline: a minimal table and HTTP app of its own, driven\nby the same client (see app.go)")
 	fs.Int64Var(&o.migrateTo, "migrate-version", 0, "migrate the bench database up to this version only (e.g. 7, for a release\nbefore migration 00009 given as -server); 0: the newest")
 	fs.IntVar(&o.fillfactor, "fillfactor", 0, "set this fillfactor on sign_in_tokens before the runs; 0 keeps the migrations'")
+	fs.StringVar(&o.setupSQL, "setup-sql", "", "SQL to run on the bench database after the migrations, e.g. to try a schema\nchange (\"DROP INDEX events_created_at_idx\")")
 	fs.StringVar(&o.appServe, "app-serve", "", "internal: serve the application-style baseline on this address")
 	fs.StringVar(&o.appDB, "app-db", "", "internal: with -app-serve, its database URL")
 	fs.IntVar(&o.pool, "pool", 0, "with -server: the service's pool_max_conns; 0 keeps the service's default")

@@ -169,6 +169,8 @@ type result struct {
 	allCPU        time.Duration   // the whole machine, others' work included
 	rssKB         int64           // the target process's VmHWM after the run
 	hot           hotStats        // the updates of the target's table during the run
+	groups        float64         // the service's write groups during the run
+	grouped       float64         // and the writes they carried
 	err           error
 	short         bool // ran out of prepared tickets
 }
@@ -231,6 +233,10 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 	if profile != "" {
 		profErr = make(chan error, 1)
 		go func() { profErr <- b.fetchProfile(ctx, profile) }()
+	}
+	var groupsBefore, writesBefore float64
+	if d.name == targetService {
+		groupsBefore, writesBefore = b.svc.groupCounters(ctx)
 	}
 	hotBefore := b.hotStats(ctx, d.table)
 	pgBefore := b.backendCPU(ctx)
@@ -326,6 +332,10 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 	}
 	if phase != phaseCreate {
 		r.hot = b.hotSince(ctx, d.table, hotBefore, int64(r.ops))
+	}
+	if d.name == targetService {
+		groups, writes := b.svc.groupCounters(ctx)
+		r.groups, r.grouped = groups-groupsBefore, writes-writesBefore
 	}
 	if phase == phaseRedeem && int(next.Load()) >= len(items) {
 		r.short = true

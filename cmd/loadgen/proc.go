@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -159,4 +161,33 @@ func (b *bench) hotSince(ctx context.Context, table string, before hotStats, wan
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// groupCounters reads the service's group commit counters from /metrics:
+// groups sent and the writes they carried; zeros when unknown.
+func (c *serviceClient) groupCounters(ctx context.Context) (groups, writes float64) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
+	if err != nil {
+		return 0, 0
+	}
+	res, err := c.client.Do(req)
+	if err != nil {
+		return 0, 0
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, _ := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		switch name {
+		case "signin_tokens_db_write_groups_total":
+			groups = v
+		case "signin_tokens_db_grouped_writes_total":
+			writes = v
+		}
+	}
+	return groups, writes
 }

@@ -97,6 +97,8 @@ func merge(runs []result, target string) result {
 		m.allCPU += r.allCPU
 		m.rssKB = max(m.rssKB, r.rssKB)
 		m.hot = m.hot.add(r.hot)
+		m.groups += r.groups
+		m.grouped += r.grouped
 		m.short = m.short || r.short
 		if m.err == nil {
 			m.err = r.err
@@ -146,6 +148,10 @@ func (b *bench) printPhase(phase string, runs []result, perRound int) {
 	}
 	if len(rows) == 0 {
 		fmt.Fprintf(b.out, "%s: service %.0f %s\n", phase, svc.rate(), unit)
+	}
+	if svc.groups > 0 {
+		fmt.Fprintf(b.out, "%s: service's group commit: %.0f groups, %.1f writes per group, %.0f%% of writes grouped\n",
+			phase, svc.groups, svc.grouped/svc.groups, 100*svc.grouped/max(float64(svc.ops)*writesPerOp(phase), 1))
 	}
 	b.printTable(append([]result{svc}, rows...))
 }
@@ -225,4 +231,12 @@ func change(from, to float64) float64 {
 		return 0
 	}
 	return (to - from) / from * 100
+}
+
+// writesPerOp is how many store writes one operation of phase makes.
+func writesPerOp(phase string) float64 {
+	if phase == phasePairs {
+		return 2
+	}
+	return 1
 }

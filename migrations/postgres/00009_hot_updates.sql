@@ -20,7 +20,7 @@ DROP INDEX CONCURRENTLY IF EXISTS sign_in_tokens_finished_updated_at_idx;
 -- already full get it when VACUUM FULL or pg_repack rewrites the table, which
 -- is optional: tokens are short-lived, so new pages soon hold most of them.
 -- SHARE UPDATE EXCLUSIVE lock: reads and writes go on.
-ALTER TABLE sign_in_tokens SET (fillfactor = 90);
+ALTER TABLE sign_in_tokens SET (fillfactor = 70);
 
 -- +goose Down
 ALTER TABLE sign_in_tokens RESET (fillfactor);

@@ -911,6 +911,14 @@ func (s *Store) DeleteIdempotencyKeys(ctx context.Context, cutoff time.Time, lim
 	return s.deleteBatch(ctx, "delete old idempotency keys", deleteOldKeysSQL, cutoff, limit)
 }
 
+// RetentionQueries are the statements the retention sweep sends, one batch
+// of limit each, for cutoff: tokens, idempotency keys, events. Exported so
+// the load tool explains the very statements the store runs.
+func RetentionQueries(cutoff time.Time, limit int) []Query {
+	return []Query{{deleteFinishedSQL, []any{cutoff, limit}}, {deleteOldKeysSQL, []any{cutoff, limit}},
+		{deleteEventsSQL, []any{cutoff, limit}}}
+}
+
 func (s *Store) deleteBatch(ctx context.Context, op, sql string, cutoff time.Time, limit int) (int, error) {
 	if limit <= 0 {
 		return 0, nil
