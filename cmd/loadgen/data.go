@@ -143,7 +143,7 @@ func (b *bench) explainList(ctx context.Context) error {
 	for _, f := range filters {
 		page, count := postgres.ListQueries(f)
 		for _, q := range []postgres.Query{page, count} {
-			if err := b.explain(ctx, fmt.Sprintf("list %+v: ", f), q); err != nil {
+			if err := b.explain(ctx, "list "+describeFilter(f)+": ", q); err != nil {
 				return err
 			}
 		}
@@ -224,3 +224,22 @@ func (b *bench) printPlan(title string, rows pgx.Rows, err error) error {
 
 // oneLine puts a statement on one line, its whitespace runs made single spaces.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// describeFilter names a list filter's parts that are set, e.g.
+// "user_id=user_1 status=revoked".
+func describeFilter(f tokens.ListFilter) string {
+	var parts []string
+	if f.UserID != "" {
+		parts = append(parts, "user_id="+f.UserID)
+	}
+	if f.Status != "" {
+		parts = append(parts, "status="+string(f.Status))
+	}
+	if f.Offset > 0 {
+		parts = append(parts, fmt.Sprintf("offset=%d", f.Offset))
+	}
+	if len(parts) == 0 {
+		return "unfiltered"
+	}
+	return strings.Join(parts, " ")
+}
