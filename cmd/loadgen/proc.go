@@ -95,11 +95,14 @@ func (now cpuByPid) since(before cpuByPid) time.Duration {
 	return total
 }
 
-// backendCPU is the CPU time of the Postgres backends connected to the bench
-// database. Postgres's shared processes (WAL writer, checkpointer) are left
-// out, as are other databases' backends on this shared server.
+// backendCPU is the CPU time of the Postgres backends serving clients of the
+// bench database. Postgres's shared processes (WAL writer, checkpointer) are
+// left out, as are other databases' backends on this shared server, and so
+// are autovacuum workers: they clean up after whichever run came before, so
+// counting them would charge one target for another's garbage.
 func (b *bench) backendCPU(ctx context.Context) cpuByPid {
-	rows, err := b.admin.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	rows, err := b.admin.Query(ctx, `SELECT pid FROM pg_stat_activity
+		WHERE datname = current_database() AND backend_type = 'client backend'`)
 	if err != nil {
 		return nil
 	}
