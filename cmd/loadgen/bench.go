@@ -28,24 +28,27 @@ import (
 // bench is one benchmark session: the database, the service under test and
 // the baseline's direct connection to the same database.
 type bench struct {
-	o        options
-	out      io.Writer
-	sink     *otlpSink       // with -otlp-sink
-	hooks    *webhookSink    // the webhooks bench of -webhooks
-	dbURL    string          // the bench database
-	admin    *pgxpool.Pool   // setup, COPY and statistics; not timed
-	base     *postgres.Store // the baseline: the service's own SQL through pgx
-	lite     *liteBaseline   // with -store sqlite, the baseline's database instead
-	ticketer *tokens.Ticketer
-	workDir  string
-	svc      *serviceClient
-	proc     *exec.Cmd
-	pid      int
-	pprof    string // host:port of the service's pprof listener, when profiling
-	logFile  *os.File
-	fresh    bool    // empty the table before each timed run (only the bench database loadgen created)
-	fastest  float64 // the highest rate seen, to size redeem runs
-	profiled bool
+	o         options
+	out       io.Writer
+	sink      *otlpSink       // with -otlp-sink
+	hooks     *webhookSink    // the webhooks bench of -webhooks
+	dbURL     string          // the bench database
+	admin     *pgxpool.Pool   // setup, COPY and statistics; not timed
+	base      *postgres.Store // the baseline: the service's own SQL through pgx
+	lite      *liteBaseline   // with -store sqlite, the baseline's database instead
+	ticketer  *tokens.Ticketer
+	workDir   string
+	svc       *serviceClient
+	proc      *exec.Cmd
+	pid       int
+	app       *exec.Cmd // the application-style baseline, with -app
+	appPid    int
+	appClient *serviceClient
+	pprof     string // host:port of the service's pprof listener, when profiling
+	logFile   *os.File
+	fresh     bool    // empty the table before each timed run (only the bench database loadgen created)
+	fastest   float64 // the highest rate seen, to size redeem runs
+	profiled  bool
 }
 
 func newBench(ctx context.Context, o options, out io.Writer) (_ *bench, err error) {
@@ -70,11 +73,21 @@ func newBench(ctx context.Context, o options, out io.Writer) (_ *bench, err erro
 	if b.base, err = postgres.Open(ctx, withParam(b.dbURL, "pool_max_conns", strconv.Itoa(o.concurrency)), postgres.Options{}); err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
-	if err := b.base.Migrate(ctx); err != nil {
+	if err := b.base.MigrateTo(ctx, o.migrateTo); err != nil {
 		return nil, fmt.Errorf("migrate the bench database: %w", err)
 	}
 	if b.admin, err = pgxpool.New(ctx, withParam(b.dbURL, "pool_max_conns", "2")); err != nil {
 		return nil, err
+	}
+	if o.fillfactor > 0 {
+		if _, err := b.admin.Exec(ctx, fmt.Sprintf("ALTER TABLE sign_in_tokens SET (fillfactor = %d)", o.fillfactor)); err != nil {
+			return nil, fmt.Errorf("-fillfactor: %w", err)
+		}
+	}
+	if o.setupSQL != "" {
+		if _, err := b.admin.Exec(ctx, o.setupSQL); err != nil {
+			return nil, fmt.Errorf("-setup-sql: %w", err)
+		}
 	}
 
 	keyFile, secret := o.signingKey, o.key
@@ -109,6 +122,11 @@ func newBench(ctx context.Context, o options, out io.Writer) (_ *bench, err erro
 	if err := b.svc.waitReady(ctx, 30*time.Second); err != nil {
 		return nil, err
 	}
+	if o.app {
+		if err := b.startApp(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return b, nil
 }
 
@@ -121,6 +139,15 @@ func newKeys(dir string) (keyFile, secret string, err error) {
 		return "", "", err
 	}
 	return keyFile, secret, os.WriteFile(keyFile, pem, 0o600)
+}
+
+// tables are the tables the targets write, emptied before each run: the
+// tokens, the service's audit trail, and the app's table.
+func (b *bench) tables() string {
+	if b.app != nil {
+		return "sign_in_tokens, events, " + appTable
+	}
+	return "sign_in_tokens, events"
 }
 
 // createDatabase drops and creates the bench database, and returns its URL.
@@ -229,15 +256,9 @@ func (b *bench) startServer(ctx context.Context, keyFile, secret string) (string
 
 // close stops the service it started and releases everything.
 func (b *bench) close() {
-	if b.proc != nil {
-		b.proc.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { b.proc.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(25 * time.Second):
-			b.proc.Process.Kill()
-			<-done
+	for _, p := range []*exec.Cmd{b.app, b.proc} {
+		if p != nil {
+			stop(p)
 		}
 	}
 	if b.logFile != nil {
@@ -261,6 +282,19 @@ func (b *bench) close() {
 	}
 	if b.workDir != "" && b.o.serverLog == "" {
 		os.RemoveAll(b.workDir)
+	}
+}
+
+// stop ends a process it started: SIGTERM, then SIGKILL after 25 s.
+func stop(p *exec.Cmd) {
+	p.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(25 * time.Second):
+		p.Process.Kill()
+		<-done
 	}
 }
 

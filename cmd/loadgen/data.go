@@ -111,8 +111,15 @@ func (b *bench) seed(ctx context.Context, n int) error {
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
+	if b.app != nil { // the application's table holds the same rows
+		if _, err := b.admin.Exec(ctx, `INSERT INTO app_tokens (id, user_id, org_id, status, ticket_hash,
+			created_at, updated_at, expires_at, accepted_at, revoked_at) SELECT `+strings.Join(tokenColumnNames, ", ")+`
+			FROM sign_in_tokens`); err != nil {
+			return fmt.Errorf("seed the app's table: %w", err)
+		}
+	}
 	copied := time.Since(began)
-	if _, err := b.admin.Exec(ctx, "VACUUM (ANALYZE) sign_in_tokens"); err != nil {
+	if _, err := b.admin.Exec(ctx, "VACUUM (ANALYZE) "+b.tables()); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
 	fmt.Fprintf(b.out, "COPY %.1fs (%.0f rows/s), VACUUM ANALYZE %.1fs\n\n",
@@ -121,17 +128,48 @@ func (b *bench) seed(ctx context.Context, n int) error {
 	return nil
 }
 
-// explainList prints the plans of list-by-user on the seeded table: the two
-// statements the PostgreSQL store's List sends for a user_id filter.
+// explainList prints the plans, on the seeded table, of the statements the
+// PostgreSQL store's List sends for each filter, of the retention sweep's
+// (rolled back) and of a group of redemptions.
 func (b *bench) explainList(ctx context.Context) error {
-	page, count := postgres.ListQueries(tokens.ListFilter{UserID: "user_4242", Limit: 10})
-	for _, q := range []postgres.Query{page, count} {
-		rows, err := b.admin.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+q.SQL, q.Args...)
-		if err := b.printPlan("EXPLAIN (ANALYZE, BUFFERS) "+oneLine(q.SQL), rows, err); err != nil {
-			return err
+	filters := []tokens.ListFilter{
+		{Limit: 10},
+		{UserID: "user_4242", Limit: 10},
+		{Status: tokens.StatusPending, Limit: 10},
+		{Status: tokens.StatusRevoked, Limit: 10},
+		{Status: tokens.StatusRevoked, Limit: 10, Offset: 1000},
+		{UserID: "user_4242", Status: tokens.StatusAccepted, Limit: 10},
+	}
+	for _, f := range filters {
+		page, count := postgres.ListQueries(f)
+		for _, q := range []postgres.Query{page, count} {
+			if err := b.explain(ctx, "list "+describeFilter(f)+": ", q); err != nil {
+				return err
+			}
+		}
+	}
+	// The sweep runs every minute: usually with nothing to delete (the cutoff
+	// now), and with a batch to delete when tokens expire (a cutoff in 15 days,
+	// half the seeded tokens expired by then).
+	for _, cutoff := range []time.Time{time.Now(), time.Now().Add(15 * 24 * time.Hour)} {
+		for _, q := range postgres.RetentionQueries(cutoff, 500) {
+			if err := b.explain(ctx, "retention, cutoff "+cutoff.UTC().Format(time.DateOnly)+", rolled back: ", q); err != nil {
+				return err
+			}
 		}
 	}
 	return b.explainRedeemGroup(ctx)
+}
+
+// explain prints the plan of q, run in a transaction rolled back after.
+func (b *bench) explain(ctx context.Context, title string, q postgres.Query) error {
+	tx, err := b.admin.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+q.SQL, q.Args...)
+	return b.printPlan("EXPLAIN (ANALYZE, BUFFERS) "+title+oneLine(q.SQL), rows, err)
 }
 
 // explainRedeemGroup prints the plan of a group of 16 redemptions, the
@@ -186,3 +224,22 @@ func (b *bench) printPlan(title string, rows pgx.Rows, err error) error {
 
 // oneLine puts a statement on one line, its whitespace runs made single spaces.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// describeFilter names a list filter's parts that are set, e.g.
+// "user_id=user_1 status=revoked".
+func describeFilter(f tokens.ListFilter) string {
+	var parts []string
+	if f.UserID != "" {
+		parts = append(parts, "user_id="+f.UserID)
+	}
+	if f.Status != "" {
+		parts = append(parts, "status="+string(f.Status))
+	}
+	if f.Offset > 0 {
+		parts = append(parts, fmt.Sprintf("offset=%d", f.Offset))
+	}
+	if len(parts) == 0 {
+		return "unfiltered"
+	}
+	return strings.Join(parts, " ")
+}

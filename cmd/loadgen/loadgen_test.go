@@ -138,8 +138,11 @@ func TestExplainList(t *testing.T) {
 		t.Fatalf("explainList: %v", err)
 	}
 	for _, want := range []string{
-		"EXPLAIN (ANALYZE, BUFFERS) SELECT id, user_id,",
-		"EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM sign_in_tokens WHERE substr(id, 1, 4) = 'sit_' AND user_id = $1",
+		"EXPLAIN (ANALYZE, BUFFERS) list unfiltered: SELECT id, user_id,",
+		"EXPLAIN (ANALYZE, BUFFERS) list user_id=user_4242: SELECT count(*) FROM sign_in_tokens WHERE substr(id, 1, 4) = 'sit_' AND user_id = $1",
+		"EXPLAIN (ANALYZE, BUFFERS) list status=revoked offset=1000: SELECT id,",
+		"rolled back: DELETE FROM sign_in_tokens WHERE id IN",
+		"rolled back: DELETE FROM events",
 		"EXPLAIN (ANALYZE, BUFFERS) of a group of 0 redemptions",
 	} {
 		if !strings.Contains(out.String(), want) {

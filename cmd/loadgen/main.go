@@ -74,8 +74,14 @@ type options struct {
 	checkpoint  bool   // CHECKPOINT before each timed run
 	store       string // postgres or sqlite
 	sqlite      sqliteOptions
-	webhooks    bool // compare webhooks off and on
-	webhookSink bool // deliver the service's webhooks to a local receiver
+	webhooks    bool   // compare webhooks off and on
+	webhookSink bool   // deliver the service's webhooks to a local receiver
+	app         bool   // run the application-style baseline
+	migrateTo   int64  // migrate the bench database up to this version; 0: the newest
+	fillfactor  int    // set on sign_in_tokens before the runs; 0 keeps the migrations'
+	setupSQL    string // run on the bench database after the migrations
+	appServe    string // run as the application-style baseline on this address
+	appDB       string // its database URL
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -97,7 +103,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	phases := fs.String("phases", "create,redeem,pairs", "phases to run: create, redeem, pairs")
 	fs.Float64Var(&o.rate, "rate", 0, "fixed rate in operations (pairs) per second; 0: as fast as possible")
 	fs.BoolVar(&o.half, "half", true, "after each phase, run service and baseline at half the service's peak rate")
-	fs.BoolVar(&o.baseline, "baseline", true, "run the pgx baseline")
+	fs.BoolVar(&o.baseline, "baseline", true, "run the pgx baseline (the service's own statements)")
+	fs.BoolVar(&o.app, "app", true, "run the application-style baseline: a minimal table and HTTP app of its own, driven\nby the same client (see app.go)")
+	fs.Int64Var(&o.migrateTo, "migrate-version", 0, "migrate the bench database up to this version only (e.g. 7, for a release\nbefore migration 00009 given as -server); 0: the newest")
+	fs.IntVar(&o.fillfactor, "fillfactor", 0, "set this fillfactor on sign_in_tokens before the runs; 0 keeps the migrations'")
+	fs.StringVar(&o.setupSQL, "setup-sql", "", "SQL to run on the bench database after the migrations, e.g. to try a schema\nchange (\"DROP INDEX events_created_at_idx\")")
+	fs.StringVar(&o.appServe, "app-serve", "", "internal: serve the application-style baseline on this address")
+	fs.StringVar(&o.appDB, "app-db", "", "internal: with -app-serve, its database URL")
 	fs.IntVar(&o.pool, "pool", 0, "with -server: the service's pool_max_conns; 0 keeps the service's default")
 	fs.StringVar(&o.logLevel, "log-level", "info", "with -server: the service's LOG_LEVEL")
 	fs.IntVar(&o.seed, "seed", 0, "then COPY this many tokens (e.g. 1000000) and run every phase again")
@@ -129,6 +141,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.serverEnv = strings.Split(*env, ",")
 	}
 	switch {
+	case o.appServe != "":
+		return o, nil
 	case (o.server == "") == (o.url == ""):
 		return o, errors.New("give one of -server (start the service) or -url (a running service)")
 	case o.url != "" && (o.key == "" || o.databaseURL == ""):
@@ -159,7 +173,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if o.appServe != "" {
+		return serveApp(ctx, o.appServe, o.appDB)
+	}
 	if o.scale > 0 {
+		o.app = false // the scale comparison keeps to the service and its pgx baseline
 		return runScale(ctx, o, stdout)
 	}
 	if o.webhooks {

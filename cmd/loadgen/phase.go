@@ -63,6 +63,9 @@ type driver struct {
 	connect func() (poster, error) // nil for a target without one
 	create  func(ctx context.Context, w *worker) (issued, error)
 	redeem  func(ctx context.Context, w *worker, it issued) error
+	prepare func(ctx context.Context, n int) ([]issued, error) // tokens for a redeem run
+	pid     int                                                // the process whose CPU is the target's own; 0: none
+	table   string                                             // the table its redemptions update
 }
 
 const (
@@ -78,9 +81,16 @@ var (
 
 // serviceDriver talks HTTP to the service.
 func (b *bench) serviceDriver() driver {
-	c := b.svc
+	d := httpDriver(targetService, b.svc, createPath, redeemPath)
+	d.pid, d.table, d.prepare = b.pid, "sign_in_tokens", b.prepare
+	return d
+}
+
+// httpDriver creates with POST createPath {"user_id"} and redeems with POST
+// redeemPath {"ticket"}, the ticket read from the create's "token" field.
+func httpDriver(name string, c *serviceClient, createPath, redeemPath string) driver {
 	return driver{
-		name:    targetService,
+		name:    name,
 		connect: c.connect,
 		create: func(ctx context.Context, w *worker) (issued, error) {
 			w.body = append(w.body[:0], `{"user_id":"`...)
@@ -128,7 +138,9 @@ func (b *bench) baselineDriver() driver {
 	}
 	st := b.base
 	return driver{
-		name: targetBaseline,
+		name:    targetBaseline,
+		prepare: b.prepare,
+		table:   "sign_in_tokens",
 		create: func(ctx context.Context, w *worker) (issued, error) {
 			t := w.baselineToken()
 			if _, err := st.Create(ctx, tokens.Creation{Token: t}); err != nil {
@@ -160,11 +172,14 @@ type result struct {
 	ops, errs     int
 	elapsed       time.Duration
 	lat           []time.Duration // sorted
-	svcCPU        time.Duration   // the service process, utime+stime
+	svcCPU        time.Duration   // the target's process (service or app), utime+stime
 	pgCPU         time.Duration   // the bench database's backends
 	genCPU        time.Duration   // this process
 	allCPU        time.Duration   // the whole machine, others' work included
-	rssKB         int64           // the service's VmHWM after the run
+	rssKB         int64           // the target process's VmHWM after the run
+	hot           hotStats        // the updates of the target's table during the run
+	groups        float64         // the service's write groups during the run
+	grouped       float64         // and the writes they carried
 	err           error
 	short         bool // ran out of prepared tickets
 }
@@ -198,7 +213,7 @@ func (r result) perOp(d time.Duration) float64 {
 // rate operations per second or, when rate is 0, as fast as it goes.
 func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float64, profile string) (result, error) {
 	if b.fresh {
-		if _, err := b.admin.Exec(ctx, "TRUNCATE sign_in_tokens CASCADE"); err != nil {
+		if _, err := b.admin.Exec(ctx, "TRUNCATE "+b.tables()+" CASCADE"); err != nil {
 			return result{}, err
 		}
 	}
@@ -206,7 +221,7 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 	if phase == phaseRedeem {
 		n := b.ticketsNeeded(rate)
 		var err error
-		if items, err = b.prepare(ctx, n); err != nil {
+		if items, err = d.prepare(ctx, n); err != nil {
 			return result{}, fmt.Errorf("prepare %d tickets: %w", n, err)
 		}
 	}
@@ -228,8 +243,13 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 		profErr = make(chan error, 1)
 		go func() { profErr <- b.fetchProfile(ctx, profile) }()
 	}
+	var groupsBefore, writesBefore float64
+	if d.name == targetService {
+		groupsBefore, writesBefore = b.svc.groupCounters(ctx)
+	}
+	hotBefore := b.hotStats(ctx, d.table)
 	pgBefore := b.backendCPU(ctx)
-	svcBefore := processCPU(b.pid)
+	svcBefore := processCPU(d.pid)
 	genBefore := selfCPU()
 	allBefore := machineCPU()
 	start := time.Now()
@@ -308,9 +328,9 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 	r := result{phase: phase, target: d.name, elapsed: elapsed}
 	r.genCPU = selfCPU() - genBefore
 	r.allCPU = machineCPU() - allBefore
-	r.svcCPU = processCPU(b.pid) - svcBefore
+	r.svcCPU = processCPU(d.pid) - svcBefore
 	r.pgCPU = b.backendCPU(ctx).since(pgBefore)
-	r.rssKB = peakRSS(b.pid)
+	r.rssKB = peakRSS(d.pid)
 	for _, w := range workers {
 		r.ops += w.ops
 		r.errs += w.errs
@@ -318,6 +338,13 @@ func (b *bench) runOnce(ctx context.Context, phase string, d driver, rate float6
 		if r.err == nil {
 			r.err = w.err
 		}
+	}
+	if phase != phaseCreate {
+		r.hot = b.hotSince(ctx, d.table, hotBefore, int64(r.ops))
+	}
+	if d.name == targetService {
+		groups, writes := b.svc.groupCounters(ctx)
+		r.groups, r.grouped = groups-groupsBefore, writes-writesBefore
 	}
 	if phase == phaseRedeem && int(next.Load()) >= len(items) {
 		r.short = true

@@ -28,10 +28,14 @@ func (s summary) ratio() float64 {
 func (b *bench) pass(ctx context.Context, title string) (map[string]summary, error) {
 	fmt.Fprintf(b.out, "== %s ==\n", title)
 	out := map[string]summary{}
-	targets := []driver{b.serviceDriver()}
+	var targets []driver
 	if b.o.baseline {
-		targets = []driver{b.baselineDriver(), b.serviceDriver()}
+		targets = append(targets, b.baselineDriver())
 	}
+	if b.app != nil {
+		targets = append(targets, b.appDriver())
+	}
+	targets = append(targets, b.serviceDriver())
 	for _, phase := range b.o.phases {
 		var runs []result
 		for round := range b.o.rounds {
@@ -55,7 +59,7 @@ func (b *bench) pass(ctx context.Context, title string) (map[string]summary, err
 		svc, base := merge(runs, targetService), merge(runs, targetBaseline)
 		s := summary{service: svc.rate(), baseline: base.rate()}
 		out[phase] = s
-		b.printPhase(phase, runs, svc, base, s)
+		b.printPhase(phase, runs, len(targets))
 
 		if b.o.half && b.o.rate == 0 && svc.rate() > 0 {
 			half := svc.rate() / 2
@@ -92,6 +96,9 @@ func merge(runs []result, target string) result {
 		m.genCPU += r.genCPU
 		m.allCPU += r.allCPU
 		m.rssKB = max(m.rssKB, r.rssKB)
+		m.hot = m.hot.add(r.hot)
+		m.groups += r.groups
+		m.grouped += r.grouped
 		m.short = m.short || r.short
 		if m.err == nil {
 			m.err = r.err
@@ -101,28 +108,52 @@ func merge(runs []result, target string) result {
 	return m
 }
 
-func (b *bench) printPhase(phase string, runs []result, svc, base result, s summary) {
+// printPhase prints a phase's ratios, service against each baseline (by
+// throughput over all rounds, the median of rounds, each round), the CPU
+// PostgreSQL spent per operation for each and the share of HOT updates,
+// then every target's runs added up. runs hold perRound runs per round, one
+// per target.
+func (b *bench) printPhase(phase string, runs []result, perRound int) {
 	unit := "req/s"
 	if phase == phasePairs {
 		unit = "pairs/s"
 	}
-	if base.ops > 0 {
+	svc := merge(runs, targetService)
+	var rows []result
+	for _, name := range []string{targetBaseline, targetApp} {
+		base := merge(runs, name)
+		if base.ops == 0 {
+			continue
+		}
+		rows = append(rows, base)
 		var each []string
-		for i := 0; i+1 < len(runs); i += 2 {
-			r0, r1 := runs[i], runs[i+1]
-			if r0.target == targetService {
-				r0, r1 = r1, r0
+		for i := 0; i+perRound <= len(runs); i += perRound {
+			var s, o float64
+			for _, r := range runs[i : i+perRound] {
+				switch r.target {
+				case targetService:
+					s = r.rate()
+				case name:
+					o = r.rate()
+				}
 			}
-			if r0.rate() > 0 {
-				each = append(each, fmt.Sprintf("%.2f", r1.rate()/r0.rate()))
+			if o > 0 {
+				each = append(each, fmt.Sprintf("%.2f", s/o))
 			}
 		}
-		fmt.Fprintf(b.out, "%s: service/baseline = %.2f, median of rounds %s  (service %.0f %s, baseline %.0f %s; rounds %s)\n",
-			phase, s.ratio(), median(each), s.service, unit, s.baseline, unit, strings.Join(each, " "))
-	} else {
-		fmt.Fprintf(b.out, "%s: service %.0f %s\n", phase, s.service, unit)
+		fmt.Fprintf(b.out, "%s: service/%s = %.2f, median of rounds %s  (service %.0f %s, %s %.0f %s; rounds %s)\n",
+			phase, name, svc.rate()/max(base.rate(), 1e-9), median(each), svc.rate(), unit, name, base.rate(), unit, strings.Join(each, " "))
+		fmt.Fprintf(b.out, "%s: PostgreSQL CPU per op, service/%s = %.2f (%.0f / %.0f µs)\n",
+			phase, name, svc.perOp(svc.pgCPU)/max(base.perOp(base.pgCPU), 1e-9), svc.perOp(svc.pgCPU), base.perOp(base.pgCPU))
 	}
-	b.printTable([]result{svc, base})
+	if len(rows) == 0 {
+		fmt.Fprintf(b.out, "%s: service %.0f %s\n", phase, svc.rate(), unit)
+	}
+	if svc.groups > 0 {
+		fmt.Fprintf(b.out, "%s: service's group commit: %.0f groups, %.1f writes per group, %.0f%% of writes grouped\n",
+			phase, svc.groups, svc.grouped/svc.groups, 100*svc.grouped/max(float64(svc.ops)*writesPerOp(phase), 1))
+	}
+	b.printTable(append([]result{svc}, rows...))
 }
 
 // printTable prints one line per result: throughput, latency, CPU per
@@ -130,22 +161,25 @@ func (b *bench) printPhase(phase string, runs []result, svc, base result, s summ
 // service's peak RSS.
 func (b *bench) printTable(rs []result) {
 	tw := tabwriter.NewWriter(b.out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  target\tops\tsecs\tops/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\terrors\tsvc µs/op\tpg µs/op\tloadgen µs/op\tsvc peak RSS MB\tother cores\t")
+	fmt.Fprintln(tw, "  target\tops\tsecs\tops/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\terrors\tsvc µs/op\tpg µs/op\tloadgen µs/op\tHOT %\tsvc peak RSS MB\tother cores\t")
 	for _, r := range rs {
 		if r.ops == 0 && r.errs == 0 {
 			continue
 		}
-		svcCPU, rss := "-", "-"
-		if r.target == targetService {
+		svcCPU, rss, hot := "-", "-", "-"
+		if r.target != targetBaseline { // the service or the app: a process of its own
 			svcCPU = fmt.Sprintf("%.0f", r.perOp(r.svcCPU))
 		}
-		if r.target == targetService && r.rssKB > 0 {
+		if r.target != targetBaseline && r.rssKB > 0 {
 			rss = fmt.Sprintf("%.1f", float64(r.rssKB)/1024)
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%d\t%s\t%.0f\t%.0f\t%s\t%.2f\t\n",
+		if p := r.hot.percent(); p >= 0 {
+			hot = fmt.Sprintf("%.1f", p)
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%d\t%s\t%.0f\t%.0f\t%s\t%s\t%.2f\t\n",
 			r.target, r.ops, r.elapsed.Seconds(), r.rate(),
 			ms(percentile(r.lat, 0.50)), ms(percentile(r.lat, 0.90)), ms(percentile(r.lat, 0.99)), ms(percentile(r.lat, 1)),
-			r.errs, svcCPU, r.perOp(r.pgCPU), r.perOp(r.genCPU), rss, r.otherCores())
+			r.errs, svcCPU, r.perOp(r.pgCPU), r.perOp(r.genCPU), hot, rss, r.otherCores())
 	}
 	tw.Flush()
 	for _, r := range rs {
@@ -197,4 +231,12 @@ func change(from, to float64) float64 {
 		return 0
 	}
 	return (to - from) / from * 100
+}
+
+// writesPerOp is how many store writes one operation of phase makes.
+func writesPerOp(phase string) float64 {
+	if phase == phasePairs {
+		return 2
+	}
+	return 1
 }

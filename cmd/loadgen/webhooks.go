@@ -90,6 +90,7 @@ func (b *bench) drain(ctx context.Context) (time.Duration, error) {
 // printed, as the delivery lag a burst of that size leaves behind.
 func runWebhooks(ctx context.Context, o options, out io.Writer) error {
 	o.baseline = false // both services' floor is the same database
+	o.app = false
 	off, err := newBench(ctx, o, out)
 	if err != nil {
 		return err

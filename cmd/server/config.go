@@ -95,7 +95,7 @@ var envVars = []envVar{
 	{"RATE_LIMIT_REDEEM_PER_MINUTE", "0", "redemptions per client address per minute; 0: off"},
 	{"RATE_LIMIT_ADMIN_PER_MINUTE", "0", "admin requests per secret key per minute; 0: off"},
 	{"TRUSTED_PROXIES", "", "comma-separated CIDRs whose X-Forwarded-For gives the client address"},
-	{"RETENTION_PERIOD", "720h", "delete tokens this long after they expired, were redeemed or revoked; 0: keep forever"},
+	{"RETENTION_PERIOD", "720h", "delete tokens this long after they expired, redeemed, revoked or unused; 0: keep forever"},
 	{"RETENTION_INTERVAL", "1m", "how often the retention sweep runs"},
 	{"EVENT_RETENTION_PERIOD", "720h", "delete events this long after they were recorded; 0: keep forever"},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight requests may run after SIGTERM"},

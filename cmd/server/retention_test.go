@@ -52,11 +52,12 @@ func TestSweepDeletesOnlyWhatRetentionAllows(t *testing.T) {
 	for i := 0; i < 1200; i++ { // more than two batches of 500
 		gone = append(gone, put(old, old.Add(time.Hour), nil)) // expired long ago
 	}
-	gone = append(gone, put(old, now.Add(time.Hour), revokeAt(old))) // revoked long ago
+	gone = append(gone, put(old, old.Add(time.Hour), revokeAt(old))) // revoked and expired long ago
 	kept = append(kept,
 		put(old, now.Add(time.Hour), nil),           // pending, not expired
 		put(now, now.Add(-time.Minute), nil),        // expired just now
 		put(old, now.Add(time.Hour), revokeAt(now)), // revoked just now
+		put(old, now.Add(time.Hour), revokeAt(old)), // revoked long ago, not expired: kept until it expires
 	)
 
 	go sweep(ctx, st, retention{tokens: 24 * time.Hour, events: 24 * time.Hour}, 10*time.Millisecond, zerolog.New(io.Discard))

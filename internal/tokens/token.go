@@ -259,9 +259,10 @@ type Store interface {
 	// MaxAttempts times in all, and a wrong code's count is kept although
 	// the call fails. A key is checked before any code is compared.
 	RedeemCode(ctx context.Context, r CodeRedemption) (Token, CodeOutcome, error)
-	// DeleteFinished deletes up to limit tokens that expired before cutoff or
-	// were accepted or revoked before cutoff, and returns how many it
-	// deleted; safe to run from several processes at once.
+	// DeleteFinished deletes up to limit tokens that expired before cutoff,
+	// whatever their status (a token is finished once it expired, used or
+	// not), and returns how many it deleted; safe to run from several
+	// processes at once.
 	DeleteFinished(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	// DeleteIdempotencyKeys deletes up to limit idempotency keys used before
 	// cutoff, and returns how many it deleted; safe to run from several

@@ -123,7 +123,11 @@ func Open(ctx context.Context, databaseURL string, o Options) (*Store, error) {
 // Migrate brings the schema up to date with the embedded migrations. It holds
 // a session-level advisory lock while it works, so replicas that start
 // together migrate one at a time.
-func (s *Store) Migrate(ctx context.Context) error {
+func (s *Store) Migrate(ctx context.Context) error { return s.MigrateTo(ctx, 0) }
+
+// MigrateTo is Migrate up to version only, or to the newest with 0; the load
+// tool uses it to measure a release before a migration.
+func (s *Store) MigrateTo(ctx context.Context, version int64) error {
 	// Migrations are tracked per schema (goose's table lives in the first
 	// schema of search_path), so the lock is per schema too: deployments or
 	// tests sharing one database in separate schemas do not wait on each other.
@@ -149,7 +153,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if _, err := provider.Up(ctx); err != nil {
+	up := provider.Up
+	if version > 0 {
+		up = func(ctx context.Context) ([]*goose.MigrationResult, error) { return provider.UpTo(ctx, version) }
+	}
+	if _, err := up(ctx); err != nil {
 		return s.fail(ctx, "migrate", err)
 	}
 	return s.migrateQueue(ctx, schema)
@@ -874,14 +882,16 @@ ON CONFLICT (key) DO UPDATE
 SET request_hash = excluded.request_hash, token_id = excluded.token_id, created_at = excluded.created_at
 WHERE k.created_at < $5`
 
-// deleteFinishedSQL deletes at most $2 tokens that expired before $1 or
-// finished (accepted or revoked) before $1. SKIP LOCKED lets replicas run it
-// at once, each taking rows the others have not.
+// deleteFinishedSQL deletes at most $2 tokens that expired before $1,
+// whatever their status, found by the expires_at index: no index covers the
+// columns a redemption changes, so that redemptions stay HOT updates
+// (migration 00009). SKIP LOCKED lets replicas run it at once, each taking
+// rows the others have not.
 const deleteFinishedSQL = `
 DELETE FROM sign_in_tokens
 WHERE id IN (
 	SELECT id FROM sign_in_tokens
-	WHERE expires_at < $1 OR (status <> 'pending' AND updated_at < $1)
+	WHERE expires_at < $1
 	LIMIT $2
 	FOR UPDATE SKIP LOCKED
 )`
@@ -895,8 +905,8 @@ WHERE key IN (
 	FOR UPDATE SKIP LOCKED
 )`
 
-// DeleteFinished deletes up to limit tokens that expired, or were accepted
-// or revoked, before cutoff, and returns how many it deleted. Several
+// DeleteFinished deletes up to limit tokens that expired before cutoff,
+// pending, accepted or revoked, and returns how many it deleted. Several
 // replicas may run it at once.
 func (s *Store) DeleteFinished(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	return s.deleteBatch(ctx, "delete finished tokens", deleteFinishedSQL, cutoff, limit)
@@ -907,6 +917,14 @@ func (s *Store) DeleteFinished(ctx context.Context, cutoff time.Time, limit int)
 // once.
 func (s *Store) DeleteIdempotencyKeys(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	return s.deleteBatch(ctx, "delete old idempotency keys", deleteOldKeysSQL, cutoff, limit)
+}
+
+// RetentionQueries are the statements the retention sweep sends, one batch
+// of limit each, for cutoff: tokens, idempotency keys, events. Exported so
+// the load tool explains the very statements the store runs.
+func RetentionQueries(cutoff time.Time, limit int) []Query {
+	return []Query{{deleteFinishedSQL, []any{cutoff, limit}}, {deleteOldKeysSQL, []any{cutoff, limit}},
+		{deleteEventsSQL, []any{cutoff, limit}}}
 }
 
 func (s *Store) deleteBatch(ctx context.Context, op, sql string, cutoff time.Time, limit int) (int, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -251,4 +252,36 @@ func TestCallerCancels(t *testing.T) {
 func createPlain(ctx context.Context, s *postgres.Store, t tokens.Token) error {
 	_, err := s.Create(ctx, tokens.Creation{Token: t})
 	return err
+}
+
+// TestNoIndexOnChangedColumns keeps redemptions and revokes HOT updates: a
+// change can stay on its heap page, without new index entries, only when no
+// index covers a column it sets, in its keys, expressions or predicate.
+func TestNoIndexOnChangedColumns(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.URL(t)
+	open(t, dbURL)
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(context.Background(),
+		`SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'sign_in_tokens'::regclass`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Name, Def string }])
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := regexp.MustCompile(`\b(status|updated_at|accepted_at|revoked_at)\b`)
+	for _, d := range defs {
+		if c := changed.FindString(d.Def); c != "" {
+			t.Errorf("index %s covers %s, which redemptions or revokes change: %s", d.Name, c, d.Def)
+		}
+	}
+	if len(defs) == 0 {
+		t.Error("no index on sign_in_tokens found")
+	}
 }

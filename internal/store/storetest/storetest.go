@@ -412,17 +412,20 @@ func testDeleteFinished(t *testing.T, s tokens.Store) {
 		tok.ExpiresAt = expires
 		return tok
 	}
+	// Retention goes by expiry alone, finished or not: a token finished
+	// long ago stays until it expired before the cutoff.
 	keep := []tokens.Token{
 		expiring("sit_keep_pending", now.Add(time.Hour)),
 		expiring("sit_keep_expired_after_cutoff", now.Add(-30*time.Minute)),
 		expiring("sit_keep_expires_at_cutoff", cutoff),
 		accepted(expiring("sit_keep_accepted_recently", now.Add(time.Hour)), now.Add(-30*time.Minute)),
 		revoked(expiring("sit_keep_revoked_recently", now.Add(time.Hour)), now.Add(-30*time.Minute)),
+		accepted(expiring("sit_keep_accepted_unexpired", now.Add(time.Hour)), cutoff.Add(-time.Minute)),
+		revoked(expiring("sit_keep_revoked_expired_after_cutoff", now.Add(-30*time.Minute)), old),
 	}
 	drop := []tokens.Token{
 		expiring("sit_drop_expired", cutoff.Add(-time.Millisecond)),
-		accepted(expiring("sit_drop_accepted", now.Add(time.Hour)), cutoff.Add(-time.Minute)),
-		revoked(expiring("sit_drop_revoked", now.Add(time.Hour)), cutoff.Add(-time.Minute)),
+		revoked(expiring("sit_drop_revoked_expired", cutoff.Add(-time.Minute)), old),
 		accepted(expiring("sit_drop_accepted_expired", now.Add(-2*time.Hour)), old),
 	}
 	create(t, s, keep...)
