@@ -60,15 +60,13 @@ type Config struct {
 // Outbox is the events log as the relay reads it, through a store whose
 // transactions are TTx.
 type Outbox[TTx any] interface {
-	// RelayEvents calls enqueue, in one transaction, with up to limit
-	// events after the relay's cursor, oldest first, and moves the cursor
-	// past them in that transaction if enqueue succeeds. It answers how
-	// many events it relayed: 0 when none is pending, or another relay is
-	// at work.
-	RelayEvents(ctx context.Context, limit int, enqueue func(ctx context.Context, tx TTx, events []tokens.Event) error) (int, error)
-	// PeekEvents answers up to limit events after the relay's cursor, as
-	// RelayEvents would hand them over now, without a transaction.
-	PeekEvents(ctx context.Context, limit int) ([]tokens.Event, error)
+	// PeekEvents answers the relay's cursor and up to limit events after
+	// it, oldest first, without a transaction.
+	PeekEvents(ctx context.Context, limit int) (after string, events []tokens.Event, err error)
+	// RelayEvents moves the cursor from after past events (a batch
+	// PeekEvents answered) in one transaction with enqueue, if enqueue
+	// succeeds; false when another relay holds or moved the cursor.
+	RelayEvents(ctx context.Context, after string, events []tokens.Event, enqueue func(ctx context.Context, tx TTx) error) (bool, error)
 	// HoldRelayLease tells whether this process is the database's one
 	// relay, taking the lease when nobody holds it.
 	HoldRelayLease(ctx context.Context) (bool, error)
@@ -191,8 +189,7 @@ func Run[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], outbox Ou
 // in the transaction that moves the cursor past the batch, it enqueues a
 // River job only for the deliveries that are not done: a failed first
 // attempt becomes a job that starts at the schedule's second attempt, and
-// an event the peek did not see (or a sidelined URL's) becomes an ordinary
-// job. With receivers that answer, no job row is ever written, which is
+// a sidelined URL's delivery an ordinary job. With receivers that answer, no job row is ever written, which is
 // most of what deliveries cost the database (docs/benchmarks.md,
 // "Webhooks"). A crash after a first attempt and before the cursor moved
 // sends that event again after the restart: at least once, as promised.
@@ -241,7 +238,7 @@ func relayRound[TTx any](ctx context.Context, r *relayer, outbox Outbox[TTx], cl
 	if err != nil || !lead {
 		return -1, err
 	}
-	peeked, err := outbox.PeekEvents(ctx, relayBatch)
+	after, peeked, err := outbox.PeekEvents(ctx, relayBatch)
 	if err != nil || len(peeked) == 0 {
 		return 0, err
 	}
@@ -249,9 +246,9 @@ func relayRound[TTx any](ctx context.Context, r *relayer, outbox Outbox[TTx], cl
 	if ctx.Err() != nil {
 		return 0, ctx.Err() // the cursor stays: after a restart these go again
 	}
-	enqueue := func(ctx context.Context, tx TTx, events []tokens.Event) error {
-		params := make([]river.InsertManyParams, 0, len(events)*len(r.c.URLs))
-		for _, e := range events {
+	enqueue := func(ctx context.Context, tx TTx) error {
+		var params []river.InsertManyParams
+		for _, e := range peeked {
 			var body []byte
 			for _, u := range r.c.URLs {
 				delivered, tried := attempted[delivery{e.ID, u}]
@@ -273,7 +270,11 @@ func relayRound[TTx any](ctx context.Context, r *relayer, outbox Outbox[TTx], cl
 		_, err := client.InsertManyTx(ctx, tx, params)
 		return err
 	}
-	return outbox.RelayEvents(ctx, relayBatch, enqueue)
+	moved, err := outbox.RelayEvents(ctx, after, peeked, enqueue)
+	if err != nil || !moved {
+		return 0, err
+	}
+	return len(peeked), nil
 }
 
 // job is the River job for a delivery; failed says its first attempt was
@@ -309,7 +310,7 @@ func (r *relayer) firstAttempts(ctx context.Context, events []tokens.Event) map[
 	for _, e := range events {
 		body, err := r.c.Encode(e)
 		if err != nil {
-			continue // RelayEvents' enqueue reports it
+			continue // the enqueue reports it
 		}
 		for _, u := range urls {
 			sem <- struct{}{}

@@ -111,58 +111,47 @@ func (s *Store) QueueDriver(ctx context.Context) (riverdriver.Driver[pgx.Tx], er
 	return riverpgxv5.New(pool), nil
 }
 
-// pendingEventsSQL tells whether an event past the relay's cursor is
-// visible to the relay (see ListEvents for the xmin bound).
-const pendingEventsSQL = `
-SELECT EXISTS (
-	SELECT 1 FROM events AS e, webhook_relay AS r
-	WHERE (e.xid, e.seq) > (r.xid, r.seq)
-	AND e.xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-)`
-
-// RelayEvents hands the events past the relay's cursor to enqueue in one
-// transaction, and moves the cursor past them in it (webhook.Outbox).
+// RelayEvents moves the relay's cursor from after past events, the batch
+// PeekEvents answered, in one transaction with enqueue, which inserts the
+// jobs for them (webhook.Outbox). It answers false, and enqueues nothing,
+// when another relay holds the cursor row or has moved it since the peek.
 //
-// The events are read as ListEvents reads them, only below the snapshot's
-// xmin, so the cursor never passes an event that commits later with a
-// smaller position. The cursor row is locked FOR UPDATE SKIP LOCKED: of
-// replicas relaying at once, one takes it and the others find no row and
-// skip the round, rather than wait and then enqueue the same events again.
-// An idle relay costs one read and no transaction.
-func (s *Store) RelayEvents(ctx context.Context, limit int, enqueue func(context.Context, pgx.Tx, []tokens.Event) error) (int, error) {
+// The row is locked FOR UPDATE SKIP LOCKED, so a relay never waits on
+// another's transaction. The batch needs no second read: PeekEvents read
+// below the snapshot's xmin, where no event can still appear, so the
+// events after an unchanged cursor are still exactly those.
+func (s *Store) RelayEvents(ctx context.Context, after string, events []tokens.Event, enqueue func(context.Context, pgx.Tx) error) (bool, error) {
 	const op = "relay events"
-	var pending bool
-	if err := s.pool.QueryRow(ctx, pendingEventsSQL).Scan(&pending); err != nil || !pending {
-		return 0, s.fail(ctx, op, err)
+	if len(events) == 0 {
+		return true, nil
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return 0, s.fail(ctx, op, err)
+		return false, s.fail(ctx, op, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) // a no-op once committed
 	var xid, seq int64
 	err = tx.QueryRow(ctx, "SELECT xid, seq FROM webhook_relay WHERE id = 1 FOR UPDATE SKIP LOCKED").Scan(&xid, &seq)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil // another replica is relaying
+		return false, nil // another relay is at work
 	}
 	if err != nil {
-		return 0, s.fail(ctx, op, err)
+		return false, s.fail(ctx, op, err)
 	}
-	events, _, err := s.listEvents(ctx, tx, tokens.EventFilter{After: tokens.NewEventID(uint64(xid), uint64(seq)), Limit: limit})
-	if err != nil || len(events) == 0 {
-		return 0, err
+	if tokens.NewEventID(uint64(xid), uint64(seq)) != after {
+		return false, nil
 	}
-	if err := enqueue(ctx, tx, events); err != nil {
-		return 0, s.fail(ctx, op, err)
+	if err := enqueue(ctx, tx); err != nil {
+		return false, s.fail(ctx, op, err)
 	}
 	lastXid, lastSeq, _ := tokens.ParseEventID(events[len(events)-1].ID)
 	if _, err := tx.Exec(ctx, "UPDATE webhook_relay SET xid = $1, seq = $2 WHERE id = 1", int64(lastXid), int64(lastSeq)); err != nil {
-		return 0, s.fail(ctx, op, err)
+		return false, s.fail(ctx, op, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, s.fail(ctx, op, err)
+		return false, s.fail(ctx, op, err)
 	}
-	return len(events), nil
+	return true, nil
 }
 
 // webhookBacklogSQL counts the events past the relay's cursor and the
@@ -205,17 +194,18 @@ func (s *Store) WebhookBacklog(ctx context.Context, kind string) (tokens.Webhook
 	return b, nil
 }
 
-// PeekEvents answers up to limit events past the relay's cursor, read as
-// RelayEvents reads them (below the snapshot's xmin) but outside any
-// transaction: what the relay attempts to deliver before RelayEvents
-// enqueues the rest (webhook.Outbox).
-func (s *Store) PeekEvents(ctx context.Context, limit int) ([]tokens.Event, error) {
+// PeekEvents answers the relay's cursor and up to limit events past it,
+// read as ListEvents reads them, only below the snapshot's xmin, so the
+// cursor never passes an event that commits later with a smaller position
+// (webhook.Outbox). An idle relay costs these two reads and no transaction.
+func (s *Store) PeekEvents(ctx context.Context, limit int) (string, []tokens.Event, error) {
 	var xid, seq int64
 	if err := s.pool.QueryRow(ctx, "SELECT xid, seq FROM webhook_relay WHERE id = 1").Scan(&xid, &seq); err != nil {
-		return nil, s.fail(ctx, "peek events", err)
+		return "", nil, s.fail(ctx, "peek events", err)
 	}
-	events, _, err := s.listEvents(ctx, s.pool, tokens.EventFilter{After: tokens.NewEventID(uint64(xid), uint64(seq)), Limit: limit})
-	return events, err
+	after := tokens.NewEventID(uint64(xid), uint64(seq))
+	events, _, err := s.listEvents(ctx, s.pool, tokens.EventFilter{After: after, Limit: limit})
+	return after, events, err
 }
 
 // relayLease is the session advisory lock that makes one process the

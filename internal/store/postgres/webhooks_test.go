@@ -26,6 +26,20 @@ func relayInto(ctx context.Context, tx pgx.Tx, events []tokens.Event) error {
 	return nil
 }
 
+// relayOnce relays one batch of up to limit events through enqueue, as
+// the relay does: a peek, then the transaction that moves the cursor.
+func relayOnce(ctx context.Context, s *postgres.Store, limit int, enqueue func(context.Context, pgx.Tx, []tokens.Event) error) (int, error) {
+	after, events, err := s.PeekEvents(ctx, limit)
+	if err != nil || len(events) == 0 {
+		return 0, err
+	}
+	moved, err := s.RelayEvents(ctx, after, events, func(ctx context.Context, tx pgx.Tx) error { return enqueue(ctx, tx, events) })
+	if err != nil || !moved {
+		return 0, err
+	}
+	return len(events), nil
+}
+
 func relayedTokens(t *testing.T, conn *pgx.Conn) []string {
 	t.Helper()
 	rows, err := conn.Query(context.Background(), "SELECT token_id FROM relayed ORDER BY event_id")
@@ -68,7 +82,7 @@ func TestRelayHoldsBackUncommitted(t *testing.T) {
 	relay := func() {
 		t.Helper()
 		for {
-			n, err := s.RelayEvents(ctx, 2, relayInto)
+			n, err := relayOnce(ctx, s, 2, relayInto)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,7 +139,7 @@ func TestRelayHoldsBackUncommitted(t *testing.T) {
 	// An enqueue that fails commits nothing, and moves no cursor.
 	failed := errors.New("queue refused")
 	waitFor(t, "a relay attempt", func() bool {
-		_, err := s.RelayEvents(ctx, 10, func(context.Context, pgx.Tx, []tokens.Event) error { return failed })
+		_, err := relayOnce(ctx, s, 10, func(context.Context, pgx.Tx, []tokens.Event) error { return failed })
 		return errors.Is(err, failed)
 	})
 	waitFor(t, "every event relayed", func() bool { relay(); return len(relayedTokens(t, conn)) == 5 })
@@ -145,7 +159,7 @@ func TestRelayConcurrent(t *testing.T) {
 	const writers, each = 4, 25
 	wait := createAndRedeem(t, s, writers, each, "sit_relay")
 	stop := storetest.RaceRelays(t, 3, func() error {
-		_, err := s.RelayEvents(ctx, 7, relayInto)
+		_, err := relayOnce(ctx, s, 7, relayInto)
 		return err
 	})
 	wait()
@@ -159,7 +173,8 @@ func TestRelayConcurrent(t *testing.T) {
 // TestRelayLease: of two stores on one schema, the first to ask holds the
 // relay lease and keeps it; the other is refused until the holder's
 // session ends, then takes it over; a store on another schema has a lease
-// of its own; and PeekEvents shows what RelayEvents would hand over.
+// of its own; and RelayEvents moves the cursor past a peeked batch only
+// from where the peek found it.
 func TestRelayLease(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -192,30 +207,26 @@ func TestRelayLease(t *testing.T) {
 	wait()
 	// Another test's open transaction may hold the events back for a while
 	// (they are read below the snapshot's xmin).
+	var after string
 	var peeked []tokens.Event
 	waitFor(t, "4 events to peek at", func() bool {
 		var err error
-		if peeked, err = second.PeekEvents(ctx, 4); err != nil {
+		if after, peeked, err = second.PeekEvents(ctx, 4); err != nil {
 			t.Fatal(err)
 		}
 		return len(peeked) == 4
 	})
-	var relayed []tokens.Event
-	if _, err := second.RelayEvents(ctx, 4, func(_ context.Context, _ pgx.Tx, events []tokens.Event) error {
-		relayed = events
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	// A batch whose cursor moved since the peek is refused, and enqueues
+	// nothing.
+	enqueued := 0
+	count := func(context.Context, pgx.Tx) error { enqueued++; return nil }
+	if moved, err := second.RelayEvents(ctx, tokens.NewEventID(1, 1), peeked, count); err != nil || moved || enqueued != 0 {
+		t.Fatalf("a stale cursor: moved %v, enqueued %d (%v), want neither", moved, enqueued, err)
 	}
-	if len(peeked) != 4 || len(relayed) != 4 {
-		t.Fatalf("peeked %d and relayed %d events, want 4 and 4", len(peeked), len(relayed))
+	if moved, err := second.RelayEvents(ctx, after, peeked, count); err != nil || !moved || enqueued != 1 {
+		t.Fatalf("moved %v, enqueued %d (%v), want the batch relayed", moved, enqueued, err)
 	}
-	for i := range peeked {
-		if peeked[i].ID != relayed[i].ID {
-			t.Errorf("event %d: peeked %s, relayed %s", i, peeked[i].ID, relayed[i].ID)
-		}
-	}
-	if after, err := second.PeekEvents(ctx, 4); err != nil || len(after) != 2 {
-		t.Errorf("after the relay, peeked %d events (%v), want the 2 left", len(after), err)
+	if _, left, err := second.PeekEvents(ctx, 4); err != nil || len(left) != 2 || left[0].ID <= peeked[3].ID {
+		t.Errorf("after the relay, peeked %d events (%v), want the 2 after the batch", len(left), err)
 	}
 }

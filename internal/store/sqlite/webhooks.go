@@ -50,54 +50,51 @@ func (s *Store) QueueDriver(ctx context.Context) (riverdriver.Driver[*sql.Tx], e
 	return riversqlite.New(s.queue), nil
 }
 
-// RelayEvents hands the events past the relay's cursor to enqueue in one
-// transaction, and moves the cursor past them in it (webhook.Outbox). The
-// transaction is the one writer from BEGIN, so relays never overlap, and
-// events commit in seq order, so the cursor never passes one yet to
-// commit. An idle relay costs one read and takes no write lock.
-func (s *Store) RelayEvents(ctx context.Context, limit int, enqueue func(context.Context, *sql.Tx, []tokens.Event) error) (int, error) {
+// PeekEvents answers the relay's cursor and up to limit events past it
+// (webhook.Outbox). Events commit in seq order, one writer at a time, so
+// none can still appear behind the cursor.
+func (s *Store) PeekEvents(ctx context.Context, limit int) (string, []tokens.Event, error) {
+	var seq int64
+	if err := s.db.QueryRowContext(ctx, `SELECT seq FROM webhook_relay WHERE id = 1`).Scan(&seq); err != nil {
+		return "", nil, storeErr(ctx, "peek events", err)
+	}
+	after := tokens.NewEventID(0, uint64(seq))
+	events, _, err := listEvents(ctx, s.db, tokens.EventFilter{After: after, Limit: limit})
+	return after, events, err
+}
+
+// RelayEvents moves the relay's cursor from after past events, the batch
+// PeekEvents answered, in one transaction with enqueue (webhook.Outbox);
+// false, with nothing enqueued, when the cursor moved since the peek. The
+// transaction is the one writer from BEGIN, so relays never overlap.
+func (s *Store) RelayEvents(ctx context.Context, after string, events []tokens.Event, enqueue func(context.Context, *sql.Tx) error) (bool, error) {
 	const op = "relay events"
-	var pending bool
-	err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE seq > (SELECT seq FROM webhook_relay WHERE id = 1))`).Scan(&pending)
-	if err != nil || !pending {
-		return 0, storeErr(ctx, op, err)
+	if len(events) == 0 {
+		return true, nil
 	}
 	tx, err := s.write.BeginTx(ctx, nil) // BEGIN IMMEDIATE, on the writer
 	if err != nil {
-		return 0, storeErr(ctx, op, err)
+		return false, storeErr(ctx, op, err)
 	}
 	defer tx.Rollback() // a no-op once committed
 	var seq int64
 	if err := tx.QueryRowContext(ctx, `SELECT seq FROM webhook_relay WHERE id = 1`).Scan(&seq); err != nil {
-		return 0, storeErr(ctx, op, err)
+		return false, storeErr(ctx, op, err)
 	}
-	events, _, err := listEvents(ctx, tx, tokens.EventFilter{After: tokens.NewEventID(0, uint64(seq)), Limit: limit})
-	if err != nil || len(events) == 0 {
-		return 0, err
+	if tokens.NewEventID(0, uint64(seq)) != after {
+		return false, nil
 	}
-	if err := enqueue(ctx, tx, events); err != nil {
-		return 0, storeErr(ctx, op, err)
+	if err := enqueue(ctx, tx); err != nil {
+		return false, storeErr(ctx, op, err)
 	}
 	_, last, _ := tokens.ParseEventID(events[len(events)-1].ID)
 	if _, err := tx.ExecContext(ctx, `UPDATE webhook_relay SET seq = ? WHERE id = 1`, int64(last)); err != nil {
-		return 0, storeErr(ctx, op, err)
+		return false, storeErr(ctx, op, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, storeErr(ctx, op, err)
+		return false, storeErr(ctx, op, err)
 	}
-	return len(events), nil
-}
-
-// PeekEvents answers up to limit events past the relay's cursor, outside
-// any transaction: what the relay attempts to deliver before RelayEvents
-// enqueues the rest (webhook.Outbox).
-func (s *Store) PeekEvents(ctx context.Context, limit int) ([]tokens.Event, error) {
-	var seq int64
-	if err := s.db.QueryRowContext(ctx, `SELECT seq FROM webhook_relay WHERE id = 1`).Scan(&seq); err != nil {
-		return nil, storeErr(ctx, "peek events", err)
-	}
-	events, _, err := listEvents(ctx, s.db, tokens.EventFilter{After: tokens.NewEventID(0, uint64(seq)), Limit: limit})
-	return events, err
+	return true, nil
 }
 
 // HoldRelayLease is always true: one process serves a SQLite file
