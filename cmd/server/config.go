@@ -116,7 +116,7 @@ var envVars = []envVar{
 	{"WEBHOOK_URLS", "", "comma-separated http or https URLs every event is POSTed to, signed (Standard Webhooks); empty: webhooks off"},
 	{"WEBHOOK_SECRET", "", "comma-separated signing secrets, each whsec_ and the base64 of 24 to 64 random bytes; each signs every delivery, so a secret rotates by adding the new one first; required with WEBHOOK_URLS"},
 	{"WEBHOOK_TIMEOUT", "10s", "longest one delivery attempt may take; past it the attempt failed and is retried"},
-	{"WEBHOOK_CONCURRENCY", "100", "delivery attempts at once, in each replica (1 to 1000); jobs are fetched in batches of up to this many, at most 2000 a second"},
+	{"WEBHOOK_CONCURRENCY", "100", "first attempts at once from the relay, and retries at once in each replica (1 to 1000); retry jobs are fetched in batches of up to this many, at most 2000 a second"},
 	{"WEBHOOK_RETRY_SCHEDULE", webhook.DefaultSchedule, "comma-separated waits before each retry of a failed delivery (each moved by up to 10% at random); after the last, the delivery is given up"},
 	{"REQUIRE_SYNC_REPLICATION", "false", "PostgreSQL: true refuses writes (503) and readiness while the primary does not replicate synchronously (synchronous_standby_names empty, or synchronous_commit below on), rechecked every second"},
 }
