@@ -26,20 +26,6 @@ func relayInto(ctx context.Context, tx pgx.Tx, events []tokens.Event) error {
 	return nil
 }
 
-// relayOnce relays one batch of up to limit events through enqueue, as
-// the relay does: a peek, then the transaction that moves the cursor.
-func relayOnce(ctx context.Context, s *postgres.Store, limit int, enqueue func(context.Context, pgx.Tx, []tokens.Event) error) (int, error) {
-	after, events, err := s.PeekEvents(ctx, limit)
-	if err != nil || len(events) == 0 {
-		return 0, err
-	}
-	moved, err := s.RelayEvents(ctx, after, events, func(ctx context.Context, tx pgx.Tx) error { return enqueue(ctx, tx, events) })
-	if err != nil || !moved {
-		return 0, err
-	}
-	return len(events), nil
-}
-
 func relayedTokens(t *testing.T, conn *pgx.Conn) []string {
 	t.Helper()
 	rows, err := conn.Query(context.Background(), "SELECT token_id FROM relayed ORDER BY event_id")
@@ -82,7 +68,7 @@ func TestRelayHoldsBackUncommitted(t *testing.T) {
 	relay := func() {
 		t.Helper()
 		for {
-			n, err := relayOnce(ctx, s, 2, relayInto)
+			n, err := storetest.RelayOnce[pgx.Tx](ctx, s, 2, relayInto)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,7 +125,7 @@ func TestRelayHoldsBackUncommitted(t *testing.T) {
 	// An enqueue that fails commits nothing, and moves no cursor.
 	failed := errors.New("queue refused")
 	waitFor(t, "a relay attempt", func() bool {
-		_, err := relayOnce(ctx, s, 10, func(context.Context, pgx.Tx, []tokens.Event) error { return failed })
+		_, err := storetest.RelayOnce[pgx.Tx](ctx, s, 10, func(context.Context, pgx.Tx, []tokens.Event) error { return failed })
 		return errors.Is(err, failed)
 	})
 	waitFor(t, "every event relayed", func() bool { relay(); return len(relayedTokens(t, conn)) == 5 })
@@ -159,7 +145,7 @@ func TestRelayConcurrent(t *testing.T) {
 	const writers, each = 4, 25
 	wait := createAndRedeem(t, s, writers, each, "sit_relay")
 	stop := storetest.RaceRelays(t, 3, func() error {
-		_, err := relayOnce(ctx, s, 7, relayInto)
+		_, err := storetest.RelayOnce[pgx.Tx](ctx, s, 7, relayInto)
 		return err
 	})
 	wait()

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/signin-tokens/signin-tokens/internal/store/sqlite"
 	"github.com/signin-tokens/signin-tokens/internal/store/storetest"
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
 )
@@ -25,20 +24,6 @@ func relayInto(ctx context.Context, tx *sql.Tx, events []tokens.Event) error {
 		}
 	}
 	return nil
-}
-
-// relayOnce relays one batch of up to limit events through enqueue, as
-// the relay does: a peek, then the transaction that moves the cursor.
-func relayOnce(ctx context.Context, s *sqlite.Store, limit int, enqueue func(context.Context, *sql.Tx, []tokens.Event) error) (int, error) {
-	after, events, err := s.PeekEvents(ctx, limit)
-	if err != nil || len(events) == 0 {
-		return 0, err
-	}
-	moved, err := s.RelayEvents(ctx, after, events, func(ctx context.Context, tx *sql.Tx) error { return enqueue(ctx, tx, events) })
-	if err != nil || !moved {
-		return 0, err
-	}
-	return len(events), nil
 }
 
 // TestRelay: relays racing each other while writers create and redeem
@@ -95,7 +80,7 @@ func TestRelay(t *testing.T) {
 	tx.Rollback()
 	failed := errors.New("queue refused")
 	create("sit_first")
-	if _, err := relayOnce(ctx, s, 10, func(context.Context, *sql.Tx, []tokens.Event) error { return failed }); !errors.Is(err, failed) {
+	if _, err := storetest.RelayOnce[*sql.Tx](ctx, s, 10, func(context.Context, *sql.Tx, []tokens.Event) error { return failed }); !errors.Is(err, failed) {
 		t.Fatalf("failing enqueue: got %v, want %v", err, failed)
 	}
 
@@ -114,7 +99,7 @@ func TestRelay(t *testing.T) {
 		}()
 	}
 	stop := storetest.RaceRelays(t, 2, func() error {
-		_, err := relayOnce(ctx, s, 7, relayInto)
+		_, err := storetest.RelayOnce[*sql.Tx](ctx, s, 7, relayInto)
 		return err
 	})
 	wg.Wait()
