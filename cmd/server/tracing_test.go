@@ -212,6 +212,10 @@ func TestTracing(t *testing.T) {
 	if got, _ := again.body["clerk_trace_id"].(string); again.status != 400 || got != errTrace {
 		t.Errorf("second redeem: got %d with clerk_trace_id %q, want 400 with %q", again.status, got, errTrace)
 	}
+	eventsTP, eventsTrace, _ := traceparent(4)
+	if r := mustSend(t, in.base, "GET", "/v1/events?limit=5", testSecretKey, "", "Traceparent", eventsTP); r.status != 200 {
+		t.Fatalf("events: %v", r)
+	}
 	page, err := testClient.Get(in.base + "/sign-in?__clerk_ticket=" + ticket)
 	if err != nil {
 		t.Fatalf("sign-in page: %v", err)
@@ -291,10 +295,21 @@ func TestTracing(t *testing.T) {
 	wantChild(t, store, server)
 	wantAttr(t, store, "db.operation.name", "redeem")
 	// A refused redeem is the caller's error: the server span is no error.
+	// The refusal's event is appended in a span of its own.
 	server = one(t, tree.byTrace(errTrace), "POST /v1/tickets/redeem")
 	if server.Status.GetCode() == tracepb.Status_STATUS_CODE_ERROR {
 		t.Errorf("a 400 redeem's server span has status %v, want unset", server.Status)
 	}
+	appended := one(t, tree.byTrace(errTrace), "append events")
+	wantChild(t, appended, server)
+	wantAttr(t, appended, "db.operation.name", "append")
+	wantAttr(t, appended, "db.collection.name", "events")
+	// Reading the audit trail.
+	server = one(t, tree.byTrace(eventsTrace), "GET /v1/events")
+	listed := one(t, tree.byTrace(eventsTrace), "list events")
+	wantChild(t, listed, server)
+	wantAttr(t, listed, "db.system.name", "postgresql")
+	wantAttr(t, listed, "db.operation.name", "list")
 
 	// The hosted page: its path, never its query.
 	var pageSpan *tracepb.Span

@@ -16,14 +16,18 @@ import (
 // TracerName is the instrumentation scope of the store's spans.
 const TracerName = "github.com/signin-tokens/signin-tokens/internal/store"
 
-// Collection is db.collection.name of every store span: the table all
-// tokens live in.
+// Collection is db.collection.name of the store's token spans: the table
+// all tokens live in.
 const Collection = "sign_in_tokens"
+
+// EventCollection is db.collection.name of the audit trail's spans.
+const EventCollection = "events"
 
 // Traced is a tokens.Store that records a client span around each of the
 // service's operations on st, after the database semantic conventions:
 // db.system.name, db.operation.name (the store's verb: create, get, list,
-// redeem, revoke, redeem_code, revoke_user) and db.collection.name. No
+// redeem, revoke, redeem_code, revoke_user; append and list on events) and
+// db.collection.name. No
 // argument of a statement ever goes in: ids, tickets' hashes, codes and
 // idempotency keys stay out. The retention sweep is not traced.
 type Traced struct {
@@ -45,9 +49,14 @@ func NewTraced(st tokens.Store, kind Kind, tp trace.TracerProvider) *Traced {
 
 // start begins the span of one operation.
 func (t *Traced) start(ctx context.Context, op string) (context.Context, trace.Span) {
-	ctx, span := t.tracer.Start(ctx, op+" "+Collection, trace.WithSpanKind(trace.SpanKindClient))
+	return t.startOn(ctx, op, Collection)
+}
+
+// startOn begins the span of one operation on collection.
+func (t *Traced) startOn(ctx context.Context, op, collection string) (context.Context, trace.Span) {
+	ctx, span := t.tracer.Start(ctx, op+" "+collection, trace.WithSpanKind(trace.SpanKindClient))
 	if span.IsRecording() {
-		span.SetAttributes(t.system, semconv.DBOperationName(op), semconv.DBCollectionName(Collection))
+		span.SetAttributes(t.system, semconv.DBOperationName(op), semconv.DBCollectionName(collection))
 	}
 	return ctx, span
 }
@@ -124,4 +133,20 @@ func (t *Traced) RedeemCode(ctx context.Context, r tokens.CodeRedemption) (token
 	tok, outcome, err := t.Store.RedeemCode(ctx, r)
 	end(span, err)
 	return tok, outcome, err
+}
+
+// AppendEvent is the store's AppendEvent in an "append events" span.
+func (t *Traced) AppendEvent(ctx context.Context, e tokens.Event) error {
+	ctx, span := t.startOn(ctx, "append", EventCollection)
+	err := t.Store.AppendEvent(ctx, e)
+	end(span, err)
+	return err
+}
+
+// ListEvents is the store's ListEvents in a "list events" span.
+func (t *Traced) ListEvents(ctx context.Context, f tokens.EventFilter) ([]tokens.Event, bool, error) {
+	ctx, span := t.startOn(ctx, "list", EventCollection)
+	events, more, err := t.Store.ListEvents(ctx, f)
+	end(span, err)
+	return events, more, err
 }

@@ -180,6 +180,15 @@ func startWriters(ctx context.Context, s *Store, cfg *pgxpool.Config, n int, tp 
 	cfg.MaxConns = int32(n)
 	cfg.MinConns = 0
 	cfg.ConnConfig.RuntimeParams["lock_timeout"] = fmt.Sprintf("%dms", writerLockTimeout.Milliseconds())
+	// Every statement the writers send finds its rows by primary key. A
+	// grouped UPDATE joins the table with its unnested arrays, and its
+	// generic plan, cached per connection, is made once: planned while the
+	// table is new and looks empty (never analyzed, no pages), a sequential
+	// scan looks cheaper than ten index probes, and stays the plan while the
+	// table grows, until autovacuum's next ANALYZE; every group then reads
+	// the whole table. Without sequential scans the plan is the primary
+	// key's nested loop at any size (docs/benchmarks.md, "Migration 00009").
+	cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
