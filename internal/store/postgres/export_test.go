@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -33,4 +34,34 @@ func HoldWriterForTest(s *Store) (waiting <-chan struct{}, resume func()) {
 	s.group.beforeSend.Store(&hook)
 	var resumed sync.Once
 	return w, func() { resumed.Do(func() { close(r) }) }
+}
+
+// GroupRedeemPlanForTest is the generic plan a writer's connection makes
+// for the grouped redemption, as it would cache it now.
+func GroupRedeemPlanForTest(ctx context.Context, s *Store) (string, error) {
+	conn, err := s.group.pool.Acquire(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+		return "", err
+	}
+	if _, err := tx.Exec(ctx, "PREPARE group_redeem_plan AS "+redeemTokensSQL); err != nil {
+		return "", err
+	}
+	rows, err := tx.Query(ctx, "EXPLAIN EXECUTE group_redeem_plan('{}', '{}', '{}', '{}', '{}', '{}', '{}')")
+	if err != nil {
+		return "", err
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", err
+	}
+	return strings.Join(lines, "\n"), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -293,5 +294,21 @@ func TestCloseFinishesQueuedWrites(t *testing.T) {
 	}
 	if err := createPlain(ctx, s, pending("sit_after_close")); !errors.Is(err, tokens.ErrUnavailable) {
 		t.Errorf("create after Close: got %v, want ErrUnavailable", err)
+	}
+}
+
+// TestGroupRedeemPlanOnANewTable: on a table that was never analyzed and
+// looks empty, the grouped redemption's generic plan (which a connection
+// caches for good) still finds each row by primary key, never by reading
+// the whole table.
+func TestGroupRedeemPlanOnANewTable(t *testing.T) {
+	t.Parallel()
+	s := openWith(t, pgtest.URL(t), postgres.Options{Writers: 1})
+	plan, err := postgres.GroupRedeemPlanForTest(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plan, "Seq Scan on sign_in_tokens") || !strings.Contains(plan, "sign_in_tokens_pkey") {
+		t.Errorf("the grouped redemption's generic plan does not go by the primary key:\n%s", plan)
 	}
 }
