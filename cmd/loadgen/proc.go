@@ -146,7 +146,7 @@ func (h hotStats) add(o hotStats) hotStats { return hotStats{h.upd + o.upd, h.ho
 // hotStats reads a table's cumulative counters from pg_stat_user_tables.
 func (b *bench) hotStats(ctx context.Context, table string) hotStats {
 	var h hotStats
-	if table != "" {
+	if table != "" && b.admin != nil { // no PostgreSQL with -store sqlite
 		b.admin.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
 			WHERE relid = to_regclass($1)`, table).Scan(&h.upd, &h.hot)
 	}

@@ -143,8 +143,10 @@ func (b *bench) printPhase(phase string, runs []result, perRound int) {
 		}
 		fmt.Fprintf(b.out, "%s: service/%s = %.2f, median of rounds %s  (service %.0f %s, %s %.0f %s; rounds %s)\n",
 			phase, name, svc.rate()/max(base.rate(), 1e-9), median(each), svc.rate(), unit, name, base.rate(), unit, strings.Join(each, " "))
-		fmt.Fprintf(b.out, "%s: PostgreSQL CPU per op, service/%s = %.2f (%.0f / %.0f µs)\n",
-			phase, name, svc.perOp(svc.pgCPU)/max(base.perOp(base.pgCPU), 1e-9), svc.perOp(svc.pgCPU), base.perOp(base.pgCPU))
+		if b.admin != nil { // no PostgreSQL with -store sqlite
+			fmt.Fprintf(b.out, "%s: PostgreSQL CPU per op, service/%s = %.2f (%.0f / %.0f µs)\n",
+				phase, name, svc.perOp(svc.pgCPU)/max(base.perOp(base.pgCPU), 1e-9), svc.perOp(svc.pgCPU), base.perOp(base.pgCPU))
+		}
 	}
 	if len(rows) == 0 {
 		fmt.Fprintf(b.out, "%s: service %.0f %s\n", phase, svc.rate(), unit)
