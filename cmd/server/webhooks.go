@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/riverqueue/river/riverdriver"
 	"github.com/rs/zerolog"
 
 	apihttp "github.com/signin-tokens/signin-tokens/internal/http"
@@ -28,22 +29,30 @@ func runWebhooks(ctx context.Context, cfg Webhooks, st tokens.Store, stats *metr
 	}
 	switch s := st.(type) {
 	case *postgres.Store:
-		c.Observer = stats.WatchWebhooks(backlogOf(s.WebhookBacklog))
-		driver, err := s.QueueDriver(ctx)
-		if err != nil {
-			return fmt.Errorf("webhooks: %w", err)
-		}
-		return webhook.Run(ctx, driver, s, c)
+		return deliver(ctx, s, c, stats)
 	case *sqlite.Store:
-		c.Observer = stats.WatchWebhooks(backlogOf(s.WebhookBacklog))
 		c.PollOnly = true // SQLite has no LISTEN
-		driver, err := s.QueueDriver(ctx)
-		if err != nil {
-			return fmt.Errorf("webhooks: %w", err)
-		}
-		return webhook.Run(ctx, driver, s, c)
+		return deliver(ctx, s, c, stats)
 	}
 	return fmt.Errorf("webhooks: no delivery for a store of type %T", st)
+}
+
+// deliveryStore is what deliveries need of a store whose transactions are
+// TTx: the events log, River's driver and the backlog's figures.
+type deliveryStore[TTx any] interface {
+	webhook.Outbox[TTx]
+	QueueDriver(context.Context) (riverdriver.Driver[TTx], error)
+	WebhookBacklog(context.Context, string) (tokens.WebhookBacklog, error)
+}
+
+// deliver runs deliveries from s until ctx ends.
+func deliver[TTx any](ctx context.Context, s deliveryStore[TTx], c webhook.Config, stats *metrics.Metrics) error {
+	c.Observer = stats.WatchWebhooks(backlogOf(s.WebhookBacklog))
+	driver, err := s.QueueDriver(ctx)
+	if err != nil {
+		return fmt.Errorf("webhooks: %w", err)
+	}
+	return webhook.Run(ctx, driver, s, c)
 }
 
 // backlogOf reads the backlog of delivery jobs through a store's method.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/signin-tokens/signin-tokens/internal/tokens"
+	"github.com/signin-tokens/signin-tokens/internal/webhook"
 )
 
 // RaceRelays starts n goroutines that each call relay again and again, all
@@ -37,17 +38,10 @@ func RaceRelays(t testing.TB, n int, relay func() error) (stop func()) {
 	}
 }
 
-// Outbox is what the webhook relay asks of a store whose transactions are
-// TTx (webhook.Outbox, without the lease).
-type Outbox[TTx any] interface {
-	PeekEvents(ctx context.Context, limit int) (string, []tokens.Event, error)
-	RelayEvents(ctx context.Context, after string, events []tokens.Event, enqueue func(context.Context, TTx) error) (bool, error)
-}
-
 // RelayOnce relays one batch of up to limit events of s through enqueue,
 // as the relay does: a peek, then the transaction that moves the cursor.
 // It answers how many events it relayed.
-func RelayOnce[TTx any](ctx context.Context, s Outbox[TTx], limit int, enqueue func(context.Context, TTx, []tokens.Event) error) (int, error) {
+func RelayOnce[TTx any](ctx context.Context, s webhook.Outbox[TTx], limit int, enqueue func(context.Context, TTx, []tokens.Event) error) (int, error) {
 	after, events, err := s.PeekEvents(ctx, limit)
 	if err != nil || len(events) == 0 {
 		return 0, err
